@@ -1,0 +1,40 @@
+# Thin wrapper over CMake. `make` builds Release into build/, `make test` builds Debug with
+# ASan+UBSan into build-asan/ and runs every test, `make run` serves, `make bench` measures.
+JOBS ?= $(shell nproc)
+TEST_DEPS ?= wrk nginx-light
+BENCH_DEPS ?= wrk nginx-light python3-gevent python3-eventlet
+
+.PHONY: all release debug test run bench deps clean format
+
+all: release
+
+deps:
+	@scripts/deps.sh
+
+release: deps
+	@cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+	@cmake --build build -j $(JOBS)
+
+debug:
+	@cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DIVY_SANITIZE=ON >/dev/null
+	@cmake --build build-asan -j $(JOBS)
+
+test:
+	@scripts/deps.sh $(TEST_DEPS)
+	@$(MAKE) --no-print-directory debug
+	@cd build-asan && ctest --output-on-failure -j 2
+
+run: release
+	./build/apps/ivy serve $(ARGS)
+
+bench:
+	@scripts/deps.sh $(BENCH_DEPS)
+	@$(MAKE) --no-print-directory release
+	@set -e; for b in build/bench/*; do [ -x "$$b" ] && [ -f "$$b" ] && echo "== $$b" && "$$b"; done; \
+	  for s in bench/*.sh; do [ -f "$$s" ] && echo "== $$s" && bash "$$s"; done; true
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf build build-asan

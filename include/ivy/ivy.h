@@ -1,0 +1,7 @@
+/* ivy: greenlets, green threads on io_uring, and a multicore cluster. The whole public API. */
+#ifndef IVY_H
+#define IVY_H
+
+#include "ivy/greenlet.h"
+
+#endif
