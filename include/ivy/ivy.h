@@ -3,5 +3,6 @@
 #define IVY_H
 
 #include "ivy/greenlet.h"
+#include "ivy/hub.h"
 
 #endif

@@ -1,0 +1,168 @@
+/*
+ * Hub internals shared by the scheduler, timers, sync primitives and the I/O layer.
+ *
+ * Parking protocol, used by every blocking call:
+ *   rc = ivy__blocking_check(t);  // -EPERM outside a green thread, -ECANCELED, -ETIMEDOUT
+ *   ...register t where its waker will find it...
+ *   t->interrupt = fn;            // how kill or a deadline takes it back out of there
+ *   rc = ivy__park(t);            // the value its waker passed to ivy__ready
+ * A waker calls ivy__ready(t, value): t joins the back of the run queue. An interruption
+ * (ivy_kill, an expired deadline) calls t->interrupt(t, err), which must unregister t and
+ * ready it with err, or (I/O) arrange for that to happen when the ring answers.
+ */
+#ifndef IVY_HUB_IMPL_H
+#define IVY_HUB_IMPL_H
+
+#include "greenlet_impl.h"
+#include "ivy/hub.h"
+
+#include <errno.h>
+#include <liburing.h>
+
+/* ---- timers: a min-heap with O(log n) insert and cancel (timer.c) ----------------------- */
+
+struct ivy_timer {
+    uint64_t deadline; /* ivy_now_ns() time */
+    uint32_t index;    /* position in the heap, IVY_TIMER_IDLE when not armed */
+    void (*fire)(struct ivy_timer *tm);
+};
+#define IVY_TIMER_IDLE UINT32_MAX
+
+struct ivy_timer_heap {
+    struct ivy_timer **v;
+    uint32_t n, cap;
+};
+
+int ivy__timer_add(struct ivy_timer_heap *h, struct ivy_timer *tm);
+void ivy__timer_cancel(struct ivy_timer_heap *h, struct ivy_timer *tm);
+/* Fires every timer due at `now`; returns how many. Timers may re-arm from fire(). */
+unsigned ivy__timer_fire_due(struct ivy_timer_heap *h, uint64_t now);
+static inline bool ivy__timer_armed(const struct ivy_timer *tm)
+{
+    return tm->index != IVY_TIMER_IDLE;
+}
+void ivy__timer_heap_free(struct ivy_timer_heap *h);
+
+/* ---- green threads ------------------------------------------------------------------------ */
+
+enum ivy_tstate_kind {
+    IVY_T_WAITING_START, /* spawn_after: its timer puts it on the run queue */
+    IVY_T_READY,
+    IVY_T_RUNNING,
+    IVY_T_PARKED,
+    IVY_T_DONE,
+};
+
+struct ivy_link;
+struct ivy_deadline;
+
+struct ivy_thread {
+    ivy_greenlet *g;
+    ivy_fn fn;
+    void *arg;
+    void *value; /* fn's result once done */
+    int err;
+    int wake; /* what ivy__park returns */
+    uint64_t id;
+    const char *name;
+    ivy_thread *next, *prev; /* run queue or wait queue */
+    void (*interrupt)(ivy_thread *t, int err);
+    void *wait_obj; /* what it is parked on, for interrupt() */
+    struct ivy_timer timer;
+    ivy_thread *joiner;
+    struct ivy_link *links;
+    struct ivy_deadline *deadline; /* innermost scoped deadline */
+    unsigned timedout;             /* expired deadline scopes still open */
+    unsigned char state;
+    bool killed, detached;
+};
+
+/* A FIFO of parked threads with O(1) removal from anywhere. */
+struct ivy_waitq {
+    ivy_thread *head, *tail;
+};
+
+void ivy__waitq_push(struct ivy_waitq *q, ivy_thread *t);
+ivy_thread *ivy__waitq_pop(struct ivy_waitq *q);
+void ivy__waitq_remove(struct ivy_waitq *q, ivy_thread *t);
+/*
+ * Parks the calling thread on q until ivy__waitq_wake hands it a value (>= 0 by convention) or
+ * an interruption returns its error.
+ */
+int ivy__waitq_wait(struct ivy_waitq *q, ivy_thread *t);
+/* Wakes the first waiter with value; false when none waited. */
+bool ivy__waitq_wake(struct ivy_waitq *q, int value);
+
+/* ---- the hub ------------------------------------------------------------------------------ */
+
+/* Every io_uring request's user_data points to one of these (0: ignore the completion). */
+struct ivy_completion {
+    void (*complete)(struct ivy_completion *c, int res, uint32_t flags);
+};
+
+struct ivy_hub {
+    struct io_uring ring;
+    unsigned ring_flags; /* the IORING_SETUP_* flags in force */
+    ivy_greenlet *g;     /* the main greenlet the loop runs in */
+    ivy_thread *current; /* green thread running, NULL in the hub */
+    struct {
+        ivy_thread *head, *tail;
+    } runq;
+    struct ivy_timer_heap timers;
+    uint64_t next_id;
+    uint64_t stall_ns;
+    uint64_t slice_start; /* coarse clock: when the running thread was resumed */
+    struct ivy_hub_stats stats;
+    bool stop, in_run;
+    void (*on_iteration)(void *arg); /* the cluster's heartbeat */
+    void *on_iteration_arg;
+};
+
+extern __thread struct ivy_hub *ivy__hub_tls;
+
+struct ivy_hub *ivy__hub(void); /* this thread's hub, set up with defaults if needed */
+
+static inline ivy_thread *ivy__self(void)
+{
+    struct ivy_hub *h = ivy__hub_tls;
+    return h ? h->current : NULL;
+}
+
+static inline int ivy__blocking_check(ivy_thread *t)
+{
+    if (IVY_UNLIKELY(!t)) return -EPERM;
+    if (IVY_UNLIKELY(t->killed)) return -ECANCELED;
+    if (IVY_UNLIKELY(t->timedout)) return -ETIMEDOUT;
+    return 0;
+}
+
+/* Suspends t (the caller) until ivy__ready(t, v); returns v. */
+int ivy__park(ivy_thread *t);
+/* Makes t runnable, ivy__park returning value; t must be parked (or running, to yield). */
+void ivy__ready(ivy_thread *t, int value);
+/* Takes a parked thread out of what it waits on with err (kill, deadline). */
+void ivy__interrupt(ivy_thread *t, int err);
+
+/* ---- the ring (io/ring.c) ----------------------------------------------------------------- */
+
+int ivy__ring_init(struct ivy_hub *h, unsigned entries, bool quiet);
+/* A free submission entry; flushes the queue to the kernel when it is full. Never NULL. */
+struct io_uring_sqe *ivy__sqe(struct ivy_hub *h);
+/* Submits what is queued and reaps completions; waits up to timeout_ns when block. */
+int ivy__ring_poll(struct ivy_hub *h, bool block, uint64_t timeout_ns);
+
+/* A one-shot request made by a green thread that waits for its answer. */
+struct ivy_op {
+    struct ivy_completion c;
+    ivy_thread *t;
+    int interrupted; /* the error to report if the kernel says -ECANCELED */
+    uint32_t flags;  /* cqe flags */
+};
+
+/*
+ * Submits sqe on behalf of the calling thread t and parks until its completion; returns the
+ * completion's result. Call ivy__blocking_check first, before taking the sqe.
+ */
+int ivy__op_wait(struct ivy_hub *h, ivy_thread *t, struct io_uring_sqe *sqe, struct ivy_op *op);
+
+#endif

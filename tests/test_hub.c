@@ -1,0 +1,379 @@
+/* Tests for runtime/hub.c, runtime/thread.c, runtime/timer.c, runtime/timeout.c: real ring. */
+#include <ivy/ivy.h>
+
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+static char order[256];
+static size_t norder;
+
+static void note(char c)
+{
+    order[norder++] = c;
+    order[norder] = 0;
+}
+
+static void *append_char(void *arg)
+{
+    note((char)(intptr_t)arg);
+    return arg;
+}
+
+static void spawned_threads_run_in_fifo_order(void **state)
+{
+    norder = 0;
+    ivy_thread *t[5];
+    for (int i = 0; i < 5; i++) t[i] = ivy_spawn(append_char, (void *)(intptr_t)('a' + i));
+    assert_int_equal(ivy_run(), 0);
+    assert_string_equal(order, "abcde");
+    for (int i = 0; i < 5; i++) {
+        void *v;
+        assert_int_equal(ivy_join(t[i], &v), 0);
+        assert_int_equal((intptr_t)v, 'a' + i);
+    }
+}
+
+static void *yield_three_times(void *arg)
+{
+    for (int i = 0; i < 3; i++) {
+        note((char)(intptr_t)arg);
+        assert_int_equal(ivy_sleep(0), 0);
+    }
+    return NULL;
+}
+
+static void sleep0_yields_to_every_ready_thread(void **state)
+{
+    norder = 0;
+    ivy_spawn_n(yield_three_times, (void *)'x');
+    ivy_spawn_n(yield_three_times, (void *)'y');
+    ivy_spawn_n(yield_three_times, (void *)'z');
+    assert_int_equal(ivy_run(), 0);
+    assert_string_equal(order, "xyzxyzxyz");
+}
+
+static void *sleep_20ms(void *arg)
+{
+    uint64_t t0 = ivy_now_ns();
+    assert_int_equal(ivy_sleep(0.020), 0);
+    *(uint64_t *)arg = ivy_now_ns() - t0;
+    return NULL;
+}
+
+static void sleep_20ms_wakes_between_20_and_40ms(void **state)
+{
+    uint64_t took = 0;
+    ivy_spawn_n(sleep_20ms, &took);
+    assert_int_equal(ivy_run(), 0);
+    assert_true(took >= 20000000);
+    assert_true(took < 40000000);
+}
+
+static int woke;
+static uint64_t last_deadline_seen;
+static int out_of_order;
+
+static void *sleep_ms(void *arg)
+{
+    uintptr_t ms = (uintptr_t)arg;
+    uint64_t deadline = ivy_now_ns() + ms * 1000000;
+    assert_int_equal(ivy_sleep((double)ms / 1000.0), 0);
+    assert_true(ivy_now_ns() >= deadline);
+    /* Wake order follows deadlines. The OS may preempt us between our clock read and sleep's
+       own on a loaded machine, inverting two close deadlines: hence 10 ms of slack. */
+    if (deadline + 10000000 < last_deadline_seen) out_of_order++;
+    if (deadline > last_deadline_seen) last_deadline_seen = deadline;
+    woke++;
+    return NULL;
+}
+
+static void ten_thousand_sleepers_all_wake_in_deadline_order(void **state)
+{
+    woke = 0;
+    last_deadline_seen = 0;
+    out_of_order = 0;
+    for (uintptr_t i = 0; i < 10000; i++)
+        assert_int_equal(ivy_spawn_n(sleep_ms, (void *)((i * 7919) % 50 * 2 + 1)), 0);
+    assert_int_equal(ivy_run(), 0);
+    assert_int_equal(woke, 10000);
+    assert_int_equal(out_of_order, 0);
+    struct ivy_hub_stats st;
+    ivy_hub_stats(&st);
+    assert_int_equal(st.threads_alive, 0);
+}
+
+static void *sleep_long_report(void *arg)
+{
+    int rc = ivy_sleep(10);
+    *(int *)arg = rc;
+    return ivy_err_ptr(rc);
+}
+
+static void *kill_after_10ms(void *arg)
+{
+    ivy_sleep(0.010);
+    assert_int_equal(ivy_kill(arg), 0);
+    return NULL;
+}
+
+static void kill_wakes_sleeper_with_ecanceled(void **state)
+{
+    int rc = 1;
+    uint64_t t0 = ivy_now_ns();
+    ivy_thread *t = ivy_spawn(sleep_long_report, &rc);
+    ivy_spawn_n(kill_after_10ms, t);
+    assert_int_equal(ivy_run(), 0);
+    assert_true(ivy_now_ns() - t0 < 1000000000ull);
+    assert_int_equal(rc, -ECANCELED);
+    void *v = (void *)1;
+    assert_int_equal(ivy_join(t, &v), -ECANCELED);
+    assert_null(v);
+}
+
+static void kill_before_start_never_runs(void **state)
+{
+    norder = 0;
+    ivy_thread *t = ivy_spawn(append_char, (void *)'k');
+    ivy_thread *later = ivy_spawn_after(0.01, append_char, (void *)'l');
+    assert_int_equal(ivy_kill(t), 0);
+    assert_int_equal(ivy_kill(later), 0);
+    assert_int_equal(ivy_run(), 0);
+    assert_int_equal(norder, 0);
+    void *v;
+    assert_int_equal(ivy_join(t, &v), 0);
+    assert_ptr_equal(v, ivy_err_ptr(IVY_EXIT));
+    assert_int_equal(ivy_join(later, &v), 0);
+    assert_ptr_equal(v, ivy_err_ptr(IVY_EXIT));
+}
+
+static void *kill_self(void *arg)
+{
+    *(int *)arg = ivy_kill(ivy_self());
+    return NULL;
+}
+
+static void *join_self(void *arg)
+{
+    *(int *)arg = ivy_join(ivy_self(), NULL);
+    return NULL;
+}
+
+static void misuse_is_refused_with_exact_errors(void **state)
+{
+    assert_int_equal(ivy_sleep(0.001), -EPERM); /* not in a green thread */
+    assert_null(ivy_self());
+    assert_null(ivy_spawn(NULL, NULL));
+    assert_int_equal(errno, EINVAL);
+    assert_null(ivy_spawn_after(-1, append_char, NULL));
+    assert_int_equal(errno, EINVAL);
+    int a = 0, b = 0;
+    ivy_spawn_n(kill_self, &a);
+    ivy_thread *j = ivy_spawn(join_self, &b);
+    assert_int_equal(ivy_run(), 0);
+    assert_int_equal(a, -EDEADLK);
+    assert_int_equal(b, -EDEADLK);
+    assert_int_equal(ivy_join(j, NULL), 0);
+}
+
+static void *fail_with_eio(void *arg)
+{
+    ivy_sleep(0.001);
+    return ivy_err_ptr(-EIO);
+}
+
+static void *join_it(void *arg)
+{
+    void *v = (void *)1;
+    int rc = ivy_join(arg, &v);
+    assert_null(v);
+    return ivy_err_ptr(rc);
+}
+
+static void join_returns_the_threads_error(void **state)
+{
+    ivy_thread *t = ivy_spawn(fail_with_eio, NULL);
+    ivy_thread *j = ivy_spawn(join_it, t);
+    assert_int_equal(ivy_run(), 0);
+    assert_int_equal(ivy_join(j, NULL), -EIO);
+}
+
+static int links_seen;
+static void on_exit_cb(ivy_thread *t, void *value, int err, void *arg)
+{
+    assert_int_equal((intptr_t)value, 'q');
+    assert_int_equal(err, 0);
+    links_seen += (int)(intptr_t)arg;
+}
+
+static void link_callbacks_run_on_exit(void **state)
+{
+    links_seen = 0;
+    ivy_thread *t = ivy_spawn(append_char, (void *)'q');
+    assert_int_equal(ivy_link(t, on_exit_cb, (void *)1), 0);
+    assert_int_equal(ivy_link(t, on_exit_cb, (void *)10), 0);
+    assert_int_equal(ivy_run(), 0);
+    assert_int_equal(links_seen, 11);
+    assert_int_equal(ivy_link(t, on_exit_cb, (void *)100), 0); /* already done: at once */
+    assert_int_equal(links_seen, 111);
+    assert_int_equal(ivy_join(t, NULL), 0);
+}
+
+static void spawn_after_starts_later(void **state)
+{
+    norder = 0;
+    uint64_t t0 = ivy_now_ns();
+    ivy_thread *t = ivy_spawn_after(0.030, append_char, (void *)'b');
+    ivy_spawn_n(append_char, (void *)'a');
+    assert_int_equal(ivy_run(), 0);
+    assert_true(ivy_now_ns() - t0 >= 30000000);
+    assert_string_equal(order, "ab");
+    assert_int_equal(ivy_join(t, NULL), 0);
+}
+
+struct nested {
+    int inner_sleep, inner_end, outer_end, after;
+    uint64_t took;
+};
+
+static void *nested_deadlines(void *arg)
+{
+    struct nested *n = arg;
+    struct ivy_timeout outer, inner;
+    uint64_t t0 = ivy_now_ns();
+    assert_int_equal(ivy_timeout_begin(&outer, 0.030), 0);
+    assert_int_equal(ivy_timeout_begin(&inner, 5.0), 0); /* later: the outer one wins */
+    n->inner_sleep = ivy_sleep(10);
+    n->took = ivy_now_ns() - t0;
+    n->after = ivy_sleep(0.001); /* the outer scope is still open and expired */
+    n->inner_end = ivy_timeout_end(&inner);
+    n->outer_end = ivy_timeout_end(&outer);
+    assert_int_equal(ivy_sleep(0.001), 0); /* no scope left */
+    return NULL;
+}
+
+static void nested_deadline_earliest_wins(void **state)
+{
+    struct nested n = {0};
+    ivy_spawn_n(nested_deadlines, &n);
+    assert_int_equal(ivy_run(), 0);
+    assert_int_equal(n.inner_sleep, -ETIMEDOUT);
+    assert_int_equal(n.after, -ETIMEDOUT);
+    assert_int_equal(n.inner_end, 0);
+    assert_int_equal(n.outer_end, -ETIMEDOUT);
+    assert_true(n.took >= 30000000 && n.took < 1000000000ull);
+}
+
+static void *deadline_not_reached(void *arg)
+{
+    struct ivy_timeout to;
+    assert_int_equal(ivy_timeout_begin(&to, 1.0), 0);
+    assert_int_equal(ivy_sleep(0.005), 0);
+    *(int *)arg = ivy_timeout_end(&to);
+    return NULL;
+}
+
+static void deadline_cancelled_when_scope_ends(void **state)
+{
+    int rc = 1;
+    ivy_spawn_n(deadline_not_reached, &rc);
+    assert_int_equal(ivy_run(), 0);
+    assert_int_equal(rc, 0);
+    struct ivy_hub_stats st;
+    ivy_hub_stats(&st);
+    assert_int_equal(st.threads_alive, 0);
+}
+
+static void *empty(void *arg)
+{
+    return arg;
+}
+
+static void hundred_thousand_spawns_leave_nothing_behind(void **state)
+{
+    struct ivy_hub_stats before, after;
+    ivy_hub_stats(&before);
+    for (int i = 0; i < 100000; i++) assert_int_equal(ivy_spawn_n(empty, NULL), 0);
+    assert_int_equal(ivy_run(), 0);
+    ivy_hub_stats(&after);
+    assert_int_equal(after.threads_alive, 0);
+    assert_int_equal(after.threads_spawned - before.threads_spawned, 100000);
+}
+
+static void *busy_150ms(void *arg)
+{
+    uint64_t t0 = ivy_now_ns();
+    while (ivy_now_ns() - t0 < 150000000) {
+    }
+    return NULL;
+}
+
+static void *polite_150ms(void *arg)
+{
+    uint64_t t0 = ivy_now_ns();
+    while (ivy_now_ns() - t0 < 150000000) ivy_sleep(0.005);
+    return NULL;
+}
+
+static void stall_detector_fires_on_busy_loop_only(void **state)
+{
+    struct ivy_hub_stats a, b, c;
+    ivy_hub_stats(&a);
+    ivy_spawn_n(polite_150ms, NULL);
+    ivy_spawn_n(polite_150ms, NULL);
+    assert_int_equal(ivy_run(), 0);
+    ivy_hub_stats(&b);
+    assert_int_equal(b.stalls, a.stalls);
+    ivy_spawn_n(busy_150ms, NULL);
+    assert_int_equal(ivy_run(), 0);
+    ivy_hub_stats(&c);
+    assert_int_equal(c.stalls, b.stalls + 1);
+    assert_true(c.max_loop_lag_ns >= 150000000);
+}
+
+static ivy_thread *pair[2];
+
+static void *join_partner(void *arg)
+{
+    return ivy_err_ptr(ivy_join(pair[(intptr_t)arg ^ 1], NULL));
+}
+
+static void deadlock_is_reported_and_recoverable(void **state)
+{
+    pair[0] = ivy_spawn(join_partner, (void *)0);
+    pair[1] = ivy_spawn(join_partner, (void *)1);
+    assert_int_equal(ivy_run(), -EDEADLK);
+    assert_int_equal(ivy_kill(pair[0]), 0);
+    assert_int_equal(ivy_run(), 0);
+    /* pair[0]'s join was cancelled; pair[1]'s join saw it finish with that error */
+    assert_int_equal(ivy_join(pair[1], NULL), -ECANCELED);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(spawned_threads_run_in_fifo_order),
+        cmocka_unit_test(sleep0_yields_to_every_ready_thread),
+        cmocka_unit_test(sleep_20ms_wakes_between_20_and_40ms),
+        cmocka_unit_test(ten_thousand_sleepers_all_wake_in_deadline_order),
+        cmocka_unit_test(kill_wakes_sleeper_with_ecanceled),
+        cmocka_unit_test(kill_before_start_never_runs),
+        cmocka_unit_test(misuse_is_refused_with_exact_errors),
+        cmocka_unit_test(join_returns_the_threads_error),
+        cmocka_unit_test(link_callbacks_run_on_exit),
+        cmocka_unit_test(spawn_after_starts_later),
+        cmocka_unit_test(nested_deadline_earliest_wins),
+        cmocka_unit_test(deadline_cancelled_when_scope_ends),
+        cmocka_unit_test(hundred_thousand_spawns_leave_nothing_behind),
+        cmocka_unit_test(stall_detector_fires_on_busy_loop_only),
+        cmocka_unit_test(deadlock_is_reported_and_recoverable),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
