@@ -245,7 +245,7 @@ int ivy_run(void)
         if (h->stop) break;
         bool ready = h->runq.head != NULL;
         if (!ready && !h->stats.threads_alive && !h->stats.inflight) break;
-        if (!ready && !h->timers.n && !h->stats.inflight) {
+        if (!ready && !h->timers.n && !h->stats.inflight && !h->external) {
             fprintf(stderr, "ivy: deadlock: %llu green threads wait and nothing can wake them\n",
                     (unsigned long long)h->stats.threads_alive);
             rc = -EDEADLK;

@@ -113,6 +113,7 @@ struct ivy_hub {
     uint64_t stall_ns;
     uint64_t slice_start; /* coarse clock: when the running thread was resumed */
     struct ivy_hub_stats stats;
+    uint64_t external; /* wake-ups promised from outside the ring (offload jobs running) */
     bool stop, in_run;
     void (*on_iteration)(void *arg); /* the cluster's heartbeat */
     void *on_iteration_arg;
