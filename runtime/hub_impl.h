@@ -114,7 +114,9 @@ struct ivy_hub {
     uint64_t slice_start; /* coarse clock: when the running thread was resumed */
     struct ivy_hub_stats stats;
     uint64_t external; /* wake-ups promised from outside the ring (offload jobs running) */
+    void *offload;     /* io/offload.c's pool bound to this ring; NULL until first offload */
     bool stop, in_run;
+    signed char pbufs; /* provided-buffer ring for readers: 0 unknown, 1 registered, -1 none */
     void (*on_iteration)(void *arg); /* the cluster's heartbeat */
     void *on_iteration_arg;
 };

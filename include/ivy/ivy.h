@@ -4,5 +4,8 @@
 
 #include "ivy/greenlet.h"
 #include "ivy/hub.h"
+#include "ivy/offload.h"
+#include "ivy/sync.h"
+#include "ivy/socket.h"
 
 #endif
