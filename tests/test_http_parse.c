@@ -1,0 +1,703 @@
+/* Tests for apps/http_parse.c: request heads (limits, strictness, pipelining, split input),
+ * the chunked decoder, and response heads byte for byte. Inputs that end early are copied into
+ * buffers of their exact size so that ASan catches any read past len. */
+#include <errno.h>
+#include <regex.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "http_parse.h"
+
+#define LIT(s) (s), (sizeof(s) - 1)
+
+static struct ivy_http_request req;
+
+/* Moves a slice from copy to s, so that it outlives copy. */
+static void rebase(struct ivy_http_slice *sl, const char *copy, size_t len, const char *s)
+{
+    if (sl->p >= copy && sl->p <= copy + len) sl->p = s + (sl->p - copy);
+}
+
+/* Parses a private copy of exactly len bytes. */
+static int parse_n(const char *s, size_t len, struct ivy_http_request *r)
+{
+    char *copy = malloc(len ? len : 1);
+    memcpy(copy, s, len);
+    memset(r, 0, sizeof *r);
+    int rc = ivy_http_parse_request(copy, len, r);
+    if (rc > 0) {
+        rebase(&r->method, copy, len, s);
+        rebase(&r->path, copy, len, s);
+        rebase(&r->query, copy, len, s);
+        for (unsigned i = 0; i < r->num_headers; i++) {
+            rebase(&r->headers[i].name, copy, len, s);
+            rebase(&r->headers[i].value, copy, len, s);
+        }
+    }
+    free(copy);
+    return rc;
+}
+
+static int parse(const char *s)
+{
+    return parse_n(s, strlen(s), &req);
+}
+
+static void assert_slice(struct ivy_http_slice sl, const char *want)
+{
+    assert_non_null(sl.p);
+    assert_int_equal(sl.len, strlen(want));
+    assert_memory_equal(sl.p, want, sl.len);
+}
+
+static void simple_get_fills_every_field(void **state)
+{
+    const char *s = "GET /index.html?a=1&b=%20 HTTP/1.1\r\nHost: localhost:8080\r\n"
+                    "User-Agent: wrk\r\n\r\n";
+    assert_int_equal(parse(s), strlen(s));
+    assert_slice(req.method, "GET");
+    assert_int_equal(req.method_id, IVY_HTTP_GET);
+    assert_slice(req.path, "/index.html");
+    assert_slice(req.query, "a=1&b=%20");
+    assert_int_equal(req.version_minor, 1);
+    assert_int_equal(req.num_headers, 2);
+    assert_slice(req.headers[0].name, "Host");
+    assert_slice(req.headers[0].value, "localhost:8080");
+    assert_slice(req.headers[1].name, "User-Agent");
+    assert_slice(req.headers[1].value, "wrk");
+    assert_int_equal(req.content_length, -1);
+    assert_false(req.chunked);
+    assert_true(req.keep_alive);
+    assert_false(req.expect_continue);
+}
+
+static void path_without_query_has_null_query(void **state)
+{
+    assert_int_equal(parse("GET / HTTP/1.0\r\n\r\n"), 18);
+    assert_slice(req.path, "/");
+    assert_null(req.query.p);
+    assert_int_equal(req.query.len, 0);
+    assert_int_equal(req.version_minor, 0);
+    assert_int_equal(req.num_headers, 0);
+    assert_int_equal(parse("GET /a? HTTP/1.0\r\n\r\n"), 20);
+    assert_non_null(req.query.p);
+    assert_int_equal(req.query.len, 0);
+}
+
+static void other_target_forms(void **state)
+{
+    assert_true(parse("GET http://example.com/a/b?x=1 HTTP/1.1\r\nHost: e\r\n\r\n") > 0);
+    assert_slice(req.path, "/a/b");
+    assert_slice(req.query, "x=1");
+    assert_true(parse("GET HTTPS://example.com:8443 HTTP/1.1\r\nHost: e\r\n\r\n") > 0);
+    assert_slice(req.path, "/");
+    assert_null(req.query.p);
+    assert_true(parse("OPTIONS * HTTP/1.1\r\nHost: e\r\n\r\n") > 0);
+    assert_int_equal(req.method_id, IVY_HTTP_OPTIONS);
+    assert_slice(req.path, "*");
+}
+
+static void method_ids_are_case_sensitive(void **state)
+{
+    static const struct {
+        const char *m;
+        enum ivy_http_method id;
+    } t[] = {
+        {"GET", IVY_HTTP_GET},         {"HEAD", IVY_HTTP_HEAD},     {"POST", IVY_HTTP_POST},
+        {"PUT", IVY_HTTP_PUT},         {"DELETE", IVY_HTTP_DELETE}, {"PATCH", IVY_HTTP_PATCH},
+        {"OPTIONS", IVY_HTTP_OPTIONS}, {"get", IVY_HTTP_OTHER},     {"PROPFIND", IVY_HTTP_OTHER}};
+    for (size_t i = 0; i < sizeof t / sizeof *t; i++) {
+        char s[64];
+        snprintf(s, sizeof s, "%s / HTTP/1.0\r\n\r\n", t[i].m);
+        assert_int_equal(parse(s), strlen(s));
+        assert_int_equal(req.method_id, t[i].id);
+        assert_slice(req.method, t[i].m);
+    }
+}
+
+static void keep_alive_follows_version_and_connection(void **state)
+{
+    static const struct {
+        const char *s;
+        bool keep;
+    } t[] = {
+        {"GET / HTTP/1.1\r\nHost: a\r\n\r\n", true},
+        {"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", false},
+        {"GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, CLOSE\r\n\r\n", false},
+        {"GET / HTTP/1.1\r\nHost: a\r\nConnection: closed\r\n\r\n", true},
+        {"GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive\r\n\r\n", true},
+        {"GET / HTTP/1.0\r\n\r\n", false},
+        {"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", true},
+        {"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", true},
+        {"GET / HTTP/1.0\r\nConnection: ,keep-alive , \r\n\r\n", true},
+        {"GET / HTTP/1.0\r\nConnection: keep-alive\r\nConnection: close\r\n\r\n", false},
+    };
+    for (size_t i = 0; i < sizeof t / sizeof *t; i++) {
+        assert_int_equal(parse(t[i].s), strlen(t[i].s));
+        assert_int_equal(req.keep_alive, t[i].keep);
+    }
+}
+
+static void expect_continue_only_in_http11(void **state)
+{
+    assert_true(parse("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n"
+                      "Expect: 100-Continue\r\n\r\n") > 0);
+    assert_true(req.expect_continue);
+    assert_int_equal(req.content_length, 5);
+    assert_true(parse("POST / HTTP/1.0\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n") > 0);
+    assert_false(req.expect_continue);
+}
+
+static void values_are_trimmed_and_may_hold_tabs_and_obs_text(void **state)
+{
+    const char *s = "GET / HTTP/1.1\r\nhost:a\r\nX-A: \t v \t\r\nX-Empty:\r\n"
+                    "X-Long: 0123456789\tabcdef\xc3\xa9ghijklmnopq\r\n\r\n";
+    assert_int_equal(parse(s), strlen(s));
+    assert_slice(*ivy_http_get_header(&req, "x-a"), "v");
+    assert_slice(req.headers[0].value, "a");
+    assert_int_equal(ivy_http_get_header(&req, "X-EMPTY")->len, 0);
+    assert_slice(*ivy_http_get_header(&req, "X-Long"), "0123456789\tabcdef\xc3\xa9ghijklmnopq");
+    assert_null(ivy_http_get_header(&req, "X-Missing"));
+}
+
+static void leading_empty_lines_are_skipped(void **state)
+{
+    assert_int_equal(parse("\r\n\r\nGET / HTTP/1.0\r\n\r\n"), 22);
+    assert_slice(req.path, "/");
+    assert_int_equal(parse("\r\n"), 0);
+    assert_int_equal(parse("\r"), 0);
+}
+
+static void content_length_and_chunked_are_reported(void **state)
+{
+    assert_true(parse("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 007\r\n\r\n") > 0);
+    assert_int_equal(req.content_length, 7);
+    assert_true(parse("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n") > 0);
+    assert_int_equal(req.content_length, 0);
+    assert_true(parse("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n") > 0);
+    assert_true(req.chunked);
+    assert_int_equal(req.content_length, -1);
+    assert_true(parse("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1048576\r\n\r\n") > 0);
+    assert_int_equal(req.content_length, 1048576);
+}
+
+static void body_limit_is_configurable(void **state)
+{
+    const char *s = "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\n";
+    memset(&req, 0, sizeof req);
+    req.body_limit = 10;
+    assert_int_equal(ivy_http_parse_request(s, strlen(s), &req), -EFBIG);
+    req.body_limit = 11;
+    assert_int_equal(ivy_http_parse_request(s, strlen(s), &req), strlen(s));
+    assert_int_equal(req.body_limit, 11);
+}
+
+static void pipelined_requests_parse_back_to_back(void **state)
+{
+    static const char buf[] = "GET /a HTTP/1.1\r\nHost: h\r\n\r\n"                       /* 28 */
+                              "POST /b HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\n" /* 48 */
+                              "hello"
+                              "GET /c?d HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n" /* 49 */
+                              "GET /partial HTTP/1.1\r\nHo";
+    size_t len = sizeof buf - 1, off = 0;
+    struct ivy_http_request r = {0};
+    assert_int_equal(ivy_http_parse_request(buf + off, len - off, &r), 28);
+    assert_slice(r.path, "/a");
+    off += 28;
+    assert_int_equal(ivy_http_parse_request(buf + off, len - off, &r), 48);
+    assert_slice(r.path, "/b");
+    assert_int_equal(r.content_length, 5);
+    off += 48 + 5;
+    assert_int_equal(ivy_http_parse_request(buf + off, len - off, &r), 49);
+    assert_slice(r.path, "/c");
+    assert_slice(r.query, "d");
+    assert_false(r.keep_alive);
+    off += 49;
+    assert_int_equal(ivy_http_parse_request(buf + off, len - off, &r), 0);
+}
+
+/* Every proper prefix of a valid head needs more bytes; the whole head parses the same. */
+static void split_at_every_byte_needs_more_until_complete(void **state)
+{
+    static const char *const heads[] = {
+        "GET / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n",
+        ("\r\nPOST /echo?x=%41 HTTP/1.1\r\nHost: h\r\nContent-Length: 12\r\nX-Tab: a\tb\r\n"
+         "Connection: keep-alive\r\nTransfer-Encoding-X: y\r\nAccept: */*\r\n\r\n"),
+        "OPTIONS * HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+    };
+    for (size_t h = 0; h < sizeof heads / sizeof *heads; h++) {
+        size_t n = strlen(heads[h]);
+        struct ivy_http_request whole;
+        assert_int_equal(parse_n(heads[h], n, &whole), n);
+        for (size_t k = 0; k < n; k++)
+            assert_int_equal(parse_n(heads[h], k, &req), 0);
+        assert_int_equal(parse_n(heads[h], n, &req), n);
+        assert_memory_equal(&req, &whole, sizeof req);
+    }
+}
+
+struct bad {
+    const char *s;
+    size_t len;
+    int status;
+};
+#define BAD(s, st)                                                                                 \
+    {                                                                                              \
+        (s), sizeof(s) - 1, (st)                                                                   \
+    }
+
+static void malformed_heads_map_to_exact_statuses(void **state)
+{
+    static const struct bad t[] = {
+        /* method and request line */
+        BAD("G(T / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+        BAD(" GET / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+        BAD("GET\t/ HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+        BAD("GET  / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+        BAD("GET / HTTP/1.1 \r\nHost: a\r\n\r\n", 400),
+        BAD("GET /\r\n\r\n", 400),
+        BAD("\r\n\r\n\n", 400),
+        /* line endings */
+        BAD("GET / HTTP/1.1\nHost: a\n\n", 400),
+        BAD("GET / HTTP/1.1\r\nHost: a\n\r\n", 400),
+        BAD("GET / HTTP/1.1\r\nHost: a\r\r\n\r\n", 400),
+        BAD("GET / HTTP/1.1\r\nHost: a\r\n\rX", 400),
+        BAD("GET / HTTP/1.1\r\nHost: a\r\n\n", 400),
+        BAD("\rGET / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+        /* request-target */
+        BAD("GET a HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+        BAD("GET /a b HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+        BAD("GET /a%zz HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+        BAD("GET /a%4 HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+        BAD("GET /<x> HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+        BAD("GET /a#frag HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+        BAD("GET /a\x7f HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+        BAD("GET /\xc3\xa9 HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+        BAD("GET * HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+        BAD("GET http://u@h/ HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+        BAD("GET http:///x HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+        BAD("GET ftp://h/x HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+        BAD("CONNECT h:443 HTTP/1.1\r\nHost: h\r\n\r\n", 400),
+        /* version */
+        BAD("GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505),
+        BAD("GET / HTTP/1.2\r\nHost: a\r\n\r\n", 505),
+        BAD("GET / HTTP/0.9\r\nHost: a\r\n\r\n", 505),
+        BAD("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 505),
+        BAD("GET / HTTP/1.10\r\nHost: a\r\n\r\n", 400),
+        BAD("GET / http/1.1\r\nHost: a\r\n\r\n", 400),
+        BAD("GET / HTTP/1\r\nHost: a\r\n\r\n", 400),
+        BAD("GET / HTTP/1.x\r\nHost: a\r\n\r\n", 400),
+        /* header fields */
+        BAD("GET / HTTP/1.1\r\nHost : a\r\n\r\n", 400),
+        BAD("GET / HTTP/1.1\r\n Host: a\r\n\r\n", 400),
+        BAD("GET / HTTP/1.1\r\nHost: a\r\nX: b\r\n  folded\r\n\r\n", 400),
+        BAD("GET / HTTP/1.1\r\nHost: a\r\n: b\r\n\r\n", 400),
+        BAD("GET / HTTP/1.1\r\nHost: a\r\nNoColon\r\n\r\n", 400),
+        BAD("GET / HTTP/1.1\r\nHost: a\r\nX\x80: b\r\n\r\n", 400),
+        BAD("GET / HTTP/1.1\r\nHost: a\r\nX: a\x01z\r\n\r\n", 400),
+        BAD("GET / HTTP/1.1\r\nHost: a\r\nX: 0123456789abc\x7f\r\n\r\n", 400),
+        BAD("GET / HTTP/1.1\r\nHost: a\r\nX: a\0b\r\n\r\n", 400),
+        BAD("GET / HTTP/1.1\r\nHost: a\r\nX: a\rb\r\n\r\n", 400),
+        /* Host */
+        BAD("GET / HTTP/1.1\r\n\r\n", 400),
+        BAD("GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n", 400),
+        /* Content-Length */
+        BAD("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: abc\r\n\r\n", 400),
+        BAD("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n", 400),
+        BAD("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +1\r\n\r\n", 400),
+        BAD("POST / HTTP/1.1\r\nHost: a\r\nContent-Length:\r\n\r\n", 400),
+        BAD("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1 2\r\n\r\n", 400),
+        BAD("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0x10\r\n\r\n", 400),
+        BAD("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\n", 400),
+        BAD("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 9223372036854775808\r\n\r\n", 400),
+        BAD("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999\r\n\r\n", 400),
+        BAD("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", 400),
+        BAD("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n", 400),
+        BAD("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2097152\r\n\r\n", 413),
+        BAD("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1048577\r\n\r\n", 413),
+        BAD("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 9223372036854775807\r\n\r\n", 413),
+        /* Transfer-Encoding */
+        BAD("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", 400),
+        BAD("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", 400),
+        BAD("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n", 400),
+        BAD("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
+            "Transfer-Encoding: chunked\r\n\r\n",
+            400),
+        BAD("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\r\n\r\n", 400),
+        BAD("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+            400),
+        BAD("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+            400),
+        BAD("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+        BAD("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501),
+        BAD("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n"
+            "Transfer-Encoding: chunked\r\n\r\n",
+            501),
+    };
+    for (size_t i = 0; i < sizeof t / sizeof *t; i++) {
+        int rc = parse_n(t[i].s, t[i].len, &req);
+        if (rc >= 0 || ivy_http_error_status(rc) != t[i].status)
+            fail_msg("case %zu (%.*s): got %d, want status %d", i, (int)t[i].len, t[i].s, rc,
+                     t[i].status);
+    }
+}
+
+/* Builds "GET / HTTP/1.1\r\nHost: a\r\nX: <pad>\r\n\r\n" of exactly total bytes. */
+static size_t head_of_size(char *buf, size_t total)
+{
+    const char *pre = "GET / HTTP/1.1\r\nHost: a\r\nX: ";
+    size_t n = strlen(pre);
+    memcpy(buf, pre, n);
+    memset(buf + n, 'v', total - n - 4);
+    memcpy(buf + total - 4, "\r\n\r\n", 4);
+    return total;
+}
+
+static void head_size_limit_is_8k_and_enforced_before_completion(void **state)
+{
+    static char buf[16384];
+    assert_int_equal(parse_n(buf, head_of_size(buf, IVY_HTTP_MAX_HEAD), &req), IVY_HTTP_MAX_HEAD);
+    assert_int_equal(parse_n(buf, head_of_size(buf, IVY_HTTP_MAX_HEAD + 1), &req), -EMSGSIZE);
+    assert_int_equal(parse_n(buf, head_of_size(buf, 9 * 1024), &req), -EMSGSIZE);
+    assert_int_equal(ivy_http_error_status(-EMSGSIZE), 431);
+    /* No terminator yet: wait below the limit, refuse at it, in a value or in the request line. */
+    head_of_size(buf, 9 * 1024);
+    assert_int_equal(parse_n(buf, IVY_HTTP_MAX_HEAD - 1, &req), 0);
+    assert_int_equal(parse_n(buf, IVY_HTTP_MAX_HEAD, &req), -EMSGSIZE);
+    memcpy(buf, "GET /", 5);
+    memset(buf + 5, 'a', sizeof buf - 5);
+    assert_int_equal(parse_n(buf, IVY_HTTP_MAX_HEAD - 1, &req), 0);
+    assert_int_equal(parse_n(buf, IVY_HTTP_MAX_HEAD, &req), -EMSGSIZE);
+    /* A complete small head followed by lots of body is fine. */
+    size_t n = strlen("GET / HTTP/1.0\r\n\r\n");
+    memcpy(buf, "GET / HTTP/1.0\r\n\r\n", n);
+    assert_int_equal(parse_n(buf, sizeof buf, &req), n);
+}
+
+static void at_most_100_headers(void **state)
+{
+    static char buf[4096];
+    size_t n = (size_t)sprintf(buf, "GET / HTTP/1.1\r\n");
+    for (int i = 0; i < IVY_HTTP_MAX_HEADERS - 1; i++)
+        n += (size_t)sprintf(buf + n, "H%d: v\r\n", i);
+    n += (size_t)sprintf(buf + n, "Host: a\r\n");
+    memcpy(buf + n, "\r\n", 2);
+    assert_int_equal(parse_n(buf, n + 2, &req), n + 2);
+    assert_int_equal(req.num_headers, IVY_HTTP_MAX_HEADERS);
+    assert_slice(req.headers[99].name, "Host");
+    n += (size_t)sprintf(buf + n, "H101: v\r\n\r\n");
+    assert_int_equal(parse_n(buf, n, &req), -EMSGSIZE);
+}
+
+static void error_statuses_and_reasons(void **state)
+{
+    assert_int_equal(ivy_http_error_status(-EBADMSG), 400);
+    assert_int_equal(ivy_http_error_status(-EFBIG), 413);
+    assert_int_equal(ivy_http_error_status(-EMSGSIZE), 431);
+    assert_int_equal(ivy_http_error_status(-ENOTSUP), 501);
+    assert_int_equal(ivy_http_error_status(-EPROTONOSUPPORT), 505);
+    assert_int_equal(ivy_http_error_status(-ENOMEM), 500);
+    static const struct {
+        int status;
+        const char *reason;
+    } t[] = {{100, "Continue"},
+             {200, "OK"},
+             {204, "No Content"},
+             {304, "Not Modified"},
+             {400, "Bad Request"},
+             {404, "Not Found"},
+             {413, "Content Too Large"},
+             {431, "Request Header Fields Too Large"},
+             {500, "Internal Server Error"},
+             {505, "HTTP Version Not Supported"},
+             {299, ""},
+             {432, ""},
+             {600, ""},
+             {-1, ""}};
+    for (size_t i = 0; i < sizeof t / sizeof *t; i++)
+        assert_string_equal(ivy_http_reason(t[i].status), t[i].reason);
+}
+
+/* Decodes enc in two pieces split at k, appending the second after the first's output as a
+ * server does; returns the decoder's last result and leaves the body in out. */
+static int decode_split(const char *enc, size_t n, size_t k, size_t limit, char *out,
+                        size_t *out_len, size_t *used)
+{
+    struct ivy_http_chunked st;
+    ivy_http_chunked_init(&st, limit);
+    char *w = malloc(n ? n : 1);
+    size_t c1, o1, c2 = 0, o2 = 0;
+    memcpy(w, enc, k);
+    int rc = ivy_http_chunked_decode(&st, w, k, &c1, &o1);
+    if (rc == 0) {
+        assert_int_equal(c1, k);
+        memcpy(w + o1, enc + k, n - k);
+        rc = ivy_http_chunked_decode(&st, w + o1, n - k, &c2, &o2);
+    }
+    memcpy(out, w, o1 + o2);
+    *out_len = o1 + o2;
+    *used = c1 + c2;
+    free(w);
+    return rc;
+}
+
+static void chunked_body_decodes_in_place(void **state)
+{
+    char buf[] = "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\nGET /next";
+    struct ivy_http_chunked st;
+    size_t used, out;
+    ivy_http_chunked_init(&st, 0);
+    assert_int_equal(ivy_http_chunked_decode(&st, buf, sizeof buf - 1, &used, &out), 1);
+    assert_int_equal(used, sizeof buf - 1 - strlen("GET /next"));
+    assert_int_equal(out, 11);
+    assert_memory_equal(buf, "hello world", 11);
+    assert_string_equal(buf + used, "GET /next");
+    /* Done stays done and consumes nothing more. */
+    assert_int_equal(ivy_http_chunked_decode(&st, buf + used, 9, &used, &out), 1);
+    assert_int_equal(used, 0);
+    assert_int_equal(out, 0);
+}
+
+static void chunked_extensions_and_trailers_are_skipped(void **state)
+{
+    static const char enc[] = "A;name=\"q v\"\r\n0123456789\r\n2 ; a=b\r\nxy\r\n"
+                              "0;last\r\nTrailer-A: 1\r\nT2:\r\n\r\n";
+    char out[64];
+    size_t n, used;
+    assert_int_equal(decode_split(enc, sizeof enc - 1, sizeof enc - 1, 0, out, &n, &used), 1);
+    assert_int_equal(used, sizeof enc - 1);
+    assert_int_equal(n, 12);
+    assert_memory_equal(out, "0123456789xy", 12);
+}
+
+static void chunked_split_at_every_byte_decodes_the_same(void **state)
+{
+    static const char enc[] = "3;x=y\r\nabc\r\n10\r\n0123456789abcdef\r\n0\r\nT: v\r\n\r\n";
+    size_t len = sizeof enc - 1;
+    for (size_t k = 0; k <= len; k++) {
+        char out[64];
+        size_t n, used;
+        assert_int_equal(decode_split(enc, len, k, 0, out, &n, &used), 1);
+        assert_int_equal(used, len);
+        assert_int_equal(n, 19);
+        assert_memory_equal(out, "abc0123456789abcdef", 19);
+    }
+    /* Byte at a time, each new byte appended right after the decoded ones. */
+    char w[sizeof enc];
+    struct ivy_http_chunked st;
+    size_t dec = 0, used, out;
+    int rc = 0;
+    ivy_http_chunked_init(&st, 0);
+    for (size_t i = 0; i < len; i++) {
+        assert_int_equal(rc, 0);
+        w[dec] = enc[i];
+        rc = ivy_http_chunked_decode(&st, w + dec, 1, &used, &out);
+        assert_int_equal(used, 1);
+        dec += out;
+    }
+    assert_int_equal(rc, 1);
+    assert_int_equal(dec, 19);
+    assert_memory_equal(w, "abc0123456789abcdef", 19);
+}
+
+static void chunked_body_limit_gives_413(void **state)
+{
+    char out[64];
+    size_t n, used;
+    assert_int_equal(decode_split(LIT("a\r\n0123456789\r\n0\r\n\r\n"), 5, 10, out, &n, &used), 1);
+    assert_int_equal(decode_split(LIT("b\r\n0123456789a\r\n0\r\n\r\n"), 5, 10, out, &n, &used),
+                     -EFBIG);
+    assert_int_equal(
+        decode_split(LIT("6\r\n012345\r\n5\r\n01234\r\n0\r\n\r\n"), 12, 10, out, &n, &used),
+        -EFBIG);
+    assert_int_equal(decode_split(LIT("100001\r\n"), 8, 0, out, &n, &used), -EFBIG);
+    assert_int_equal(ivy_http_error_status(-EFBIG), 413);
+}
+
+static void malformed_chunked_bodies_map_to_exact_statuses(void **state)
+{
+    static char huge[2 * IVY_HTTP_MAX_HEAD];
+    static const struct bad t[] = {
+        BAD("\r\n", 400),
+        BAD("g\r\n", 400),
+        BAD(";x\r\n", 400),
+        BAD("5\nhello\r\n0\r\n\r\n", 400),
+        BAD("5\r\nhelloX\r\n0\r\n\r\n", 400),
+        BAD("5\r\nhello\n0\r\n\r\n", 400),
+        BAD("5 x\r\nhello\r\n", 400),
+        BAD("5 \r\nhello\r\n", 400),
+        BAD("5;a\x01\r\nhello\r\n", 400),
+        BAD("5\rhello", 400),
+        BAD("0\r\nBad Name: v\r\n\r\n", 400),
+        BAD("0\r\n folded\r\n\r\n", 400),
+        BAD("0\r\nT: a\x7f\r\n\r\n", 400),
+        BAD("0\r\nT: a\nb\r\n\r\n", 400),
+        BAD("0\r\n\rx", 400),
+        BAD("-1\r\n", 400),
+        BAD("fffffffffffffffff\r\n", 400), /* 17 digits overflow even an unlimited body */
+    };
+    for (size_t i = 0; i < sizeof t / sizeof *t; i++) {
+        char out[64];
+        size_t n, used;
+        int rc = decode_split(t[i].s, t[i].len, t[i].len, SIZE_MAX, out, &n, &used);
+        if (rc >= 0 || ivy_http_error_status(rc) != t[i].status)
+            fail_msg("case %zu: got %d, want status %d", i, rc, t[i].status);
+    }
+    /* A size line or a trailer section that never ends is bounded. */
+    struct ivy_http_chunked st;
+    size_t used, out;
+    memset(huge, 'a', sizeof huge);
+    memcpy(huge, "1;", 2);
+    ivy_http_chunked_init(&st, 0);
+    assert_int_equal(ivy_http_chunked_decode(&st, huge, sizeof huge, &used, &out), -EBADMSG);
+    memcpy(huge, "0\r\nX: ", 6);
+    ivy_http_chunked_init(&st, 0);
+    assert_int_equal(ivy_http_chunked_decode(&st, huge, sizeof huge, &used, &out), -EMSGSIZE);
+}
+
+static void chunked_request_then_body_from_one_buffer(void **state)
+{
+    char buf[] = "POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                 "4\r\nWiki\r\n5\r\npedia\r\n0\r\n\r\n"
+                 "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+    size_t len = sizeof buf - 1, used, out;
+    struct ivy_http_request r = {0};
+    struct ivy_http_chunked st;
+    int head = ivy_http_parse_request(buf, len, &r);
+    assert_int_equal(head, 60);
+    assert_true(r.chunked);
+    ivy_http_chunked_init(&st, r.body_limit);
+    assert_int_equal(ivy_http_chunked_decode(&st, buf + head, len - head, &used, &out), 1);
+    assert_int_equal(out, 9);
+    assert_memory_equal(buf + head, "Wikipedia", 9);
+    assert_int_equal(ivy_http_parse_request(buf + head + used, len - head - used, &r), 27);
+    assert_int_equal(head + used + 27, len);
+}
+
+#define NOV25 ((time_t)1795608000) /* Wed, 25 Nov 2026 12:00:00 GMT */
+
+static void date_is_imf_fixdate(void **state)
+{
+    assert_string_equal(ivy_http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
+    assert_string_equal(ivy_http_date(784111777), "Sun, 06 Nov 1994 08:49:37 GMT");
+    assert_string_equal(ivy_http_date(1709208000), "Thu, 29 Feb 2024 12:00:00 GMT");
+    assert_string_equal(ivy_http_date(253402300799), "Fri, 31 Dec 9999 23:59:59 GMT");
+    const char *d = ivy_http_date(NOV25);
+    assert_string_equal(d, "Wed, 25 Nov 2026 12:00:00 GMT");
+    assert_ptr_equal(ivy_http_date(NOV25), d); /* cached within the second */
+
+    regex_t re;
+    assert_int_equal(regcomp(&re,
+                             "^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), [0-3][0-9] "
+                             "(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [0-9]{4} "
+                             "[0-2][0-9]:[0-5][0-9]:[0-6][0-9] GMT$",
+                             REG_EXTENDED | REG_NOSUB),
+                     0);
+    d = ivy_http_date(time(NULL));
+    assert_int_equal(strlen(d), IVY_HTTP_DATE_LEN);
+    assert_int_equal(regexec(&re, d, 0, NULL, 0), 0);
+    regfree(&re);
+}
+
+static void assert_written(size_t n, const char *out, const char *want)
+{
+    assert_int_equal(n, strlen(want));
+    assert_memory_equal(out, want, n);
+}
+
+static void response_head_bytes_are_exact(void **state)
+{
+    char out[512];
+    assert_written(ivy_http_write_head(out, sizeof out, 200, "text/plain", 13, true, 1, NOV25), out,
+                   "HTTP/1.1 200 OK\r\nServer: ivy\r\nDate: Wed, 25 Nov 2026 12:00:00 GMT\r\n"
+                   "Content-Type: text/plain\r\nContent-Length: 13\r\n\r\n");
+    assert_written(
+        ivy_http_write_head(out, sizeof out, 404, NULL, 0, false, 1, NOV25), out,
+        "HTTP/1.1 404 Not Found\r\nServer: ivy\r\nDate: Wed, 25 Nov 2026 12:00:00 GMT\r\n"
+        "Content-Length: 0\r\nConnection: close\r\n\r\n");
+    assert_written(
+        ivy_http_write_head(out, sizeof out, 200, "application/json", SIZE_MAX, true, 0, NOV25),
+        out,
+        "HTTP/1.1 200 OK\r\nServer: ivy\r\nDate: Wed, 25 Nov 2026 12:00:00 GMT\r\n"
+        "Content-Type: application/json\r\nContent-Length: 18446744073709551615\r\n"
+        "Connection: keep-alive\r\n\r\n");
+    assert_written(
+        ivy_http_write_head(out, sizeof out, 204, "text/plain", 5, false, 0, NOV25), out,
+        "HTTP/1.1 204 No Content\r\nServer: ivy\r\nDate: Wed, 25 Nov 2026 12:00:00 GMT\r\n"
+        "Content-Type: text/plain\r\nConnection: close\r\n\r\n");
+    assert_written(ivy_http_write_head(out, sizeof out, 299, NULL, 1, true, 1, NOV25), out,
+                   "HTTP/1.1 299 \r\nServer: ivy\r\nDate: Wed, 25 Nov 2026 12:00:00 GMT\r\n"
+                   "Content-Length: 1\r\n\r\n");
+}
+
+static void response_head_respects_cap_and_status_range(void **state)
+{
+    char out[256];
+    size_t n = ivy_http_write_head(out, sizeof out, 200, "text/plain", 13, true, 1, NOV25);
+    assert_int_equal(ivy_http_write_head(out, n, 200, "text/plain", 13, true, 1, NOV25), n);
+    assert_int_equal(ivy_http_write_head(out, n - 1, 200, "text/plain", 13, true, 1, NOV25), 0);
+    assert_int_equal(ivy_http_write_head(out, sizeof out, 99, NULL, 0, true, 1, NOV25), 0);
+    assert_int_equal(ivy_http_write_head(out, sizeof out, 1000, NULL, 0, true, 1, NOV25), 0);
+    n = ivy_http_write_error(out, sizeof out, 400, false, NOV25);
+    assert_int_equal(ivy_http_write_error(out, n, 400, false, NOV25), n);
+    assert_int_equal(ivy_http_write_error(out, n - 1, 400, false, NOV25), 0);
+}
+
+static void canned_error_responses_are_exact(void **state)
+{
+    static const int codes[] = {400, 404, 413, 431, 500, 501, 505};
+    char out[512], want[512];
+    for (size_t i = 0; i < sizeof codes / sizeof *codes; i++) {
+        const char *r = ivy_http_reason(codes[i]);
+        snprintf(want, sizeof want,
+                 "HTTP/1.1 %d %s\r\nServer: ivy\r\nDate: Wed, 25 Nov 2026 12:00:00 GMT\r\n"
+                 "Content-Type: text/plain\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n"
+                 "%d %s\n",
+                 codes[i], r, strlen(r) + 5, codes[i], r);
+        assert_written(ivy_http_write_error(out, sizeof out, codes[i], false, NOV25), out, want);
+    }
+    assert_written(
+        ivy_http_write_error(out, sizeof out, 404, true, NOV25), out,
+        "HTTP/1.1 404 Not Found\r\nServer: ivy\r\nDate: Wed, 25 Nov 2026 12:00:00 GMT\r\n"
+        "Content-Type: text/plain\r\nContent-Length: 14\r\n\r\n404 Not Found\n");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(simple_get_fills_every_field),
+        cmocka_unit_test(path_without_query_has_null_query),
+        cmocka_unit_test(other_target_forms),
+        cmocka_unit_test(method_ids_are_case_sensitive),
+        cmocka_unit_test(keep_alive_follows_version_and_connection),
+        cmocka_unit_test(expect_continue_only_in_http11),
+        cmocka_unit_test(values_are_trimmed_and_may_hold_tabs_and_obs_text),
+        cmocka_unit_test(leading_empty_lines_are_skipped),
+        cmocka_unit_test(content_length_and_chunked_are_reported),
+        cmocka_unit_test(body_limit_is_configurable),
+        cmocka_unit_test(pipelined_requests_parse_back_to_back),
+        cmocka_unit_test(split_at_every_byte_needs_more_until_complete),
+        cmocka_unit_test(malformed_heads_map_to_exact_statuses),
+        cmocka_unit_test(head_size_limit_is_8k_and_enforced_before_completion),
+        cmocka_unit_test(at_most_100_headers),
+        cmocka_unit_test(error_statuses_and_reasons),
+        cmocka_unit_test(chunked_body_decodes_in_place),
+        cmocka_unit_test(chunked_extensions_and_trailers_are_skipped),
+        cmocka_unit_test(chunked_split_at_every_byte_decodes_the_same),
+        cmocka_unit_test(chunked_body_limit_gives_413),
+        cmocka_unit_test(malformed_chunked_bodies_map_to_exact_statuses),
+        cmocka_unit_test(chunked_request_then_body_from_one_buffer),
+        cmocka_unit_test(date_is_imf_fixdate),
+        cmocka_unit_test(response_head_bytes_are_exact),
+        cmocka_unit_test(response_head_respects_cap_and_status_range),
+        cmocka_unit_test(canned_error_responses_are_exact),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
