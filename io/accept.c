@@ -31,6 +31,7 @@ struct listener {
     struct ivy_timer backoff;
     int fd;
     bool armed, closing, single_shot;
+    bool stopping; /* ivy_accept_stop: hand out what is queued, then -ESHUTDOWN */
     unsigned backoff_ms;
     struct ivy_waitq waiters;
     unsigned nwaiters;
@@ -113,7 +114,9 @@ static void accept_complete(struct ivy_completion *c, int res, uint32_t flags)
             wake_waiter(h, l, res);
         else if (!enqueue(l, res))
             close(res); /* out of memory: the peer sees a reset rather than a hang */
-        if (l->armed && l->qlen >= QUEUE_HIGH) cancel(h, l);
+        if (l->armed && l->qlen >= QUEUE_HIGH && !l->stopping) cancel(h, l);
+    } else if (l->stopping) {
+        /* the cancellation of ivy_accept_stop, or a late error: nothing more will come */
     } else if (res == -EMFILE || res == -ENFILE || res == -ENOMEM || res == -ENOBUFS) {
         l->backoff_ms = l->backoff_ms ? l->backoff_ms * 2 : BACKOFF_MIN_MS;
         if (l->backoff_ms > BACKOFF_MAX_MS) l->backoff_ms = BACKOFF_MAX_MS;
@@ -130,6 +133,11 @@ static void accept_complete(struct ivy_completion *c, int res, uint32_t flags)
     } else if (res != -ECANCELED && res != -ECONNABORTED && res != -EAGAIN && res != -EINTR) {
         /* The socket itself failed (not listening, closed under us): tell the waiters. */
         while (l->nwaiters) wake_waiter(h, l, res);
+        return;
+    }
+    if (l->stopping) {
+        if (!l->armed && !l->qlen)
+            while (l->nwaiters) wake_waiter(h, l, -ESHUTDOWN);
         return;
     }
     if (!l->armed && l->nwaiters && !ivy__timer_armed(&l->backoff)) arm(h, l);
@@ -175,6 +183,22 @@ void ivy__accept_forget(int fd)
     cancel(h, l);
 }
 
+int ivy_accept_stop(int listen_fd)
+{
+    struct ivy_hub *h = ivy__hub_tls;
+    if (!h) return -EPERM;
+    struct listener *l = listener_get(listen_fd);
+    if (!l) return -ENOMEM;
+    if (l->stopping) return 0;
+    l->stopping = true;
+    if (ivy__timer_armed(&l->backoff)) ivy__timer_cancel(&h->timers, &l->backoff);
+    if (l->armed)
+        cancel(h, l); /* its final completion fails the waiters */
+    else
+        while (l->nwaiters) wake_waiter(h, l, -ESHUTDOWN);
+    return 0;
+}
+
 static void accept_interrupt(ivy_thread *t, int err)
 {
     struct listener *l = (struct listener *)((char *)t->wait_obj - offsetof(struct listener, waiters));
@@ -199,8 +223,10 @@ int ivy_accept(int listen_fd, struct sockaddr_storage *peer)
         fd = l->q[l->qhead];
         l->qhead = (l->qhead + 1) & (l->qcap - 1);
         l->qlen--;
+    } else if (l->stopping && !l->armed) {
+        return -ESHUTDOWN;
     } else {
-        if (!l->armed && !ivy__timer_armed(&l->backoff)) arm(h, l);
+        if (!l->armed && !l->stopping && !ivy__timer_armed(&l->backoff)) arm(h, l);
         l->nwaiters++;
         h->external++;
         ivy__waitq_push(&l->waiters, t);

@@ -17,11 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#if 0 /* TEMP until io/offload.c lands */
 #include "ivy/offload.h"
-#else
-#define ivy_getaddrinfo(h, s, hi, r) (getaddrinfo(h, s, hi, r) ? -ENOENT : 0)
-#endif
 
 int ivy__op_begin(struct ivy_hub **h, ivy_thread **t, struct io_uring_sqe **sqe)
 {

@@ -41,6 +41,13 @@ int ivy_local_port(int fd);
  */
 int ivy_accept(int listen_fd, struct sockaddr_storage *peer);
 
+/*
+ * Stops accepting on listen_fd: connections already taken from the kernel are still handed
+ * out, then ivy_accept fails with -ESHUTDOWN. Those still in the kernel's queue stay there;
+ * closing the socket then lets net.ipv4.tcp_migrate_req move them to a sibling listener.
+ */
+int ivy_accept_stop(int listen_fd);
+
 /* Connects to host:port (names resolved through the offload pool); timeout < 0: none. */
 int ivy_connect(const char *host, int port, double timeout);
 

@@ -1,0 +1,65 @@
+/*
+ * Cluster internals: the shared-memory stats segment that the supervisor, its workers and
+ * `ivy stats` all map. Each worker process owns one slot and is its only writer (relaxed
+ * atomic loads and stores: plain moves, no locked instructions on the request path); the
+ * supervisor writes a slot only before the worker starts and after it is gone.
+ */
+#ifndef IVY_CLUSTER_IMPL_H
+#define IVY_CLUSTER_IMPL_H
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#define IVY_STATS_MAGIC 0x69767973u /* "ivys" */
+
+enum ivy_slot_state { SLOT_FREE, SLOT_STARTING, SLOT_READY, SLOT_DRAINING };
+
+struct ivy_stats_slot {
+    uint64_t pid;
+    int32_t index, cpu;
+    uint64_t state;
+    uint64_t heartbeat_ns; /* CLOCK_MONOTONIC, stamped by the hub loop */
+    uint64_t started_ns;
+    uint64_t conns_open, conns_total, requests, bytes_in, bytes_out;
+    uint64_t threads_alive, iterations, max_loop_lag_ns, restarts;
+    uint64_t recycle; /* the worker asks to be replaced (max_requests) */
+} __attribute__((aligned(64)));
+
+struct ivy_stats_shm {
+    uint32_t magic, nslots;
+    uint64_t supervisor_pid;
+    char app[16];
+    char listen[64];
+    struct ivy_stats_slot slot[];
+};
+
+#define IVY_LOAD(x)     __atomic_load_n(&(x), __ATOMIC_RELAXED)
+#define IVY_STORE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
+#define IVY_BUMP(x, n)  IVY_STORE(x, IVY_LOAD(x) + (n))
+
+/* Creates /dev/shm/ivy-stats.PID sized for nslots; NULL with a message on failure. */
+struct ivy_stats_shm *ivy__stats_create(unsigned nslots, const char *app, const char *listen);
+void ivy__stats_destroy(struct ivy_stats_shm *s);
+/* Maps the newest live supervisor's segment (or pid's, if > 0) read-only. */
+struct ivy_stats_shm *ivy__stats_open(pid_t pid, size_t *len);
+/* Prometheus text exposition of every live slot into buf; returns its length. */
+size_t ivy__stats_prometheus(const struct ivy_stats_shm *s, char *buf, size_t cap);
+/* The `ivy stats` table. */
+void ivy__stats_table(const struct ivy_stats_shm *s, FILE *out, const uint64_t *prev_requests,
+                      double interval);
+
+uint64_t ivy__mono_ns(void);
+
+/* Worker side (cluster/worker.c), called by the supervisor in the forked child. */
+struct ivy_cluster_options;
+void ivy__worker_main(const struct ivy_cluster_options *o, struct ivy_stats_shm *shm,
+                      struct ivy_stats_slot *slot, int inherited_fd, int sigfd_parent)
+    __attribute__((noreturn));
+
+/* A worker exits with this status to say "recycled, not crashed". */
+#define IVY_EXIT_RECYCLED 75
+
+#endif

@@ -1,0 +1,194 @@
+/*
+ * Shared-memory stats: the segment's life cycle, the Prometheus text rendering behind
+ * --stats-listen, and the `ivy stats` table. The segment is a file in /dev/shm named after
+ * the supervisor's pid, so `ivy stats` can find a running server without being told.
+ */
+#include "cluster_impl.h"
+
+#include <dirent.h>
+#include <stddef.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+uint64_t ivy__mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void shm_path(char *buf, size_t cap, pid_t pid)
+{
+    snprintf(buf, cap, "/dev/shm/ivy-stats.%d", (int)pid);
+}
+
+static size_t shm_size(unsigned nslots)
+{
+    return sizeof(struct ivy_stats_shm) + nslots * sizeof(struct ivy_stats_slot);
+}
+
+struct ivy_stats_shm *ivy__stats_create(unsigned nslots, const char *app, const char *listen)
+{
+    char path[64];
+    shm_path(path, sizeof path, getpid());
+    size_t len = shm_size(nslots);
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0 || ftruncate(fd, (off_t)len) < 0) {
+        fprintf(stderr, "ivy: cannot create %s: %s\n", path, strerror(errno));
+        if (fd >= 0) close(fd);
+        return NULL;
+    }
+    struct ivy_stats_shm *s = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    if (s == MAP_FAILED) {
+        fprintf(stderr, "ivy: cannot map %s: %s\n", path, strerror(errno));
+        unlink(path);
+        return NULL;
+    }
+    s->nslots = nslots;
+    s->supervisor_pid = (uint64_t)getpid();
+    snprintf(s->app, sizeof s->app, "%s", app ? app : "");
+    snprintf(s->listen, sizeof s->listen, "%s", listen ? listen : "");
+    __atomic_store_n(&s->magic, IVY_STATS_MAGIC, __ATOMIC_RELEASE);
+    return s;
+}
+
+void ivy__stats_destroy(struct ivy_stats_shm *s)
+{
+    char path[64];
+    shm_path(path, sizeof path, (pid_t)s->supervisor_pid);
+    unlink(path);
+    munmap(s, shm_size(s->nslots));
+}
+
+static struct ivy_stats_shm *map_pid(pid_t pid, size_t *len)
+{
+    char path[64];
+    shm_path(path, sizeof path, pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return NULL;
+    struct stat st;
+    void *m = MAP_FAILED;
+    if (fstat(fd, &st) == 0 && (size_t)st.st_size >= sizeof(struct ivy_stats_shm))
+        m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+    close(fd);
+    if (m == MAP_FAILED) return NULL;
+    struct ivy_stats_shm *s = m;
+    if (s->magic != IVY_STATS_MAGIC || shm_size(s->nslots) > (size_t)st.st_size) {
+        munmap(m, (size_t)st.st_size);
+        return NULL;
+    }
+    *len = (size_t)st.st_size;
+    return s;
+}
+
+struct ivy_stats_shm *ivy__stats_open(pid_t pid, size_t *len)
+{
+    if (pid > 0) return map_pid(pid, len);
+    DIR *d = opendir("/dev/shm");
+    if (!d) return NULL;
+    pid_t best = 0;
+    time_t best_time = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        int p;
+        char path[300];
+        struct stat st;
+        if (sscanf(e->d_name, "ivy-stats.%d", &p) != 1 || p <= 0) continue;
+        if (kill(p, 0) != 0 && errno == ESRCH) continue; /* left by a server that died */
+        snprintf(path, sizeof path, "/dev/shm/%s", e->d_name);
+        if (stat(path, &st) == 0 && st.st_mtime >= best_time) {
+            best = p;
+            best_time = st.st_mtime;
+        }
+    }
+    closedir(d);
+    return best ? map_pid(best, len) : NULL;
+}
+
+static bool slot_live(const struct ivy_stats_slot *w)
+{
+    return IVY_LOAD(w->state) != SLOT_FREE && IVY_LOAD(w->pid) != 0;
+}
+
+size_t ivy__stats_prometheus(const struct ivy_stats_shm *s, char *buf, size_t cap)
+{
+    static const struct {
+        const char *name, *type, *help;
+        size_t off;
+    } metrics[] = {
+#define M(field, type, help) {"ivy_" #field, type, help, offsetof(struct ivy_stats_slot, field)}
+        M(conns_open, "gauge", "Connections open"),
+        M(conns_total, "counter", "Connections accepted"),
+        M(requests, "counter", "Requests served"),
+        M(bytes_in, "counter", "Bytes received"),
+        M(bytes_out, "counter", "Bytes sent"),
+        M(threads_alive, "gauge", "Green threads alive"),
+        M(iterations, "counter", "Hub loop iterations"),
+        M(max_loop_lag_ns, "gauge", "Longest hub loop iteration, ns"),
+        M(restarts, "counter", "Restarts of this worker slot"),
+#undef M
+    };
+    size_t n = 0;
+    for (size_t m = 0; m < sizeof metrics / sizeof metrics[0]; m++) {
+        n += (size_t)snprintf(buf + n, n < cap ? cap - n : 0, "# HELP %s %s\n# TYPE %s %s\n",
+                              metrics[m].name, metrics[m].help, metrics[m].name, metrics[m].type);
+        for (unsigned i = 0; i < s->nslots; i++) {
+            const struct ivy_stats_slot *w = &s->slot[i];
+            if (!slot_live(w)) continue;
+            uint64_t v = __atomic_load_n((const uint64_t *)((const char *)w + metrics[m].off),
+                                         __ATOMIC_RELAXED);
+            n += (size_t)snprintf(buf + n, n < cap ? cap - n : 0,
+                                  "%s{worker=\"%d\",pid=\"%llu\",cpu=\"%d\"} %llu\n",
+                                  metrics[m].name, w->index, (unsigned long long)w->pid, w->cpu,
+                                  (unsigned long long)v);
+        }
+    }
+    return n < cap ? n : cap;
+}
+
+static void human(char *out, size_t cap, double v)
+{
+    const char *units = " KMGT";
+    int u = 0;
+    while (v >= 1000 && u < 4) {
+        v /= 1000;
+        u++;
+    }
+    snprintf(out, cap, u ? "%.1f%c" : "%.0f", v, units[u]);
+}
+
+void ivy__stats_table(const struct ivy_stats_shm *s, FILE *out, const uint64_t *prev_requests,
+                      double interval)
+{
+    fprintf(out, "ivy %s on %s (supervisor %llu)\n", s->app, s->listen,
+            (unsigned long long)s->supervisor_pid);
+    fprintf(out, "%-6s %-8s %-4s %-8s %-9s %-9s %-9s %-8s %-8s %-8s %-9s %-8s\n", "worker",
+            "pid", "cpu", "conns", "total", "requests", "req/s", "in", "out", "threads",
+            "lag_ms", "restarts");
+    for (unsigned i = 0; i < s->nslots; i++) {
+        const struct ivy_stats_slot *w = &s->slot[i];
+        if (!slot_live(w)) continue;
+        uint64_t req = IVY_LOAD(w->requests);
+        double rate = prev_requests && interval > 0 ? (double)(req - prev_requests[i]) / interval : 0;
+        char total[16], reqs[16], rps[16], in[16], outb[16];
+        human(total, sizeof total, (double)IVY_LOAD(w->conns_total));
+        human(reqs, sizeof reqs, (double)req);
+        human(rps, sizeof rps, rate);
+        human(in, sizeof in, (double)IVY_LOAD(w->bytes_in));
+        human(outb, sizeof outb, (double)IVY_LOAD(w->bytes_out));
+        fprintf(out, "%-6d %-8llu %-4d %-8llu %-9s %-9s %-9s %-8s %-8s %-8llu %-9.1f %-8llu\n",
+                w->index, (unsigned long long)w->pid, w->cpu,
+                (unsigned long long)IVY_LOAD(w->conns_open), total, reqs, rps, in, outb,
+                (unsigned long long)IVY_LOAD(w->threads_alive),
+                (double)IVY_LOAD(w->max_loop_lag_ns) / 1e6,
+                (unsigned long long)IVY_LOAD(w->restarts));
+    }
+}

@@ -1,0 +1,474 @@
+/*
+ * The supervisor: forks the workers, watches them, restarts them, replaces them one at a time,
+ * and drains or stops them on a signal.
+ *
+ * It is single-threaded and needs no hub: one ppoll over a signalfd (and the --stats-listen
+ * socket) with a 10 ms tick drives everything. Workers are seats (one per CPU slot, keeping
+ * its CPU and restart count) filled by processes; during a replacement a seat has two
+ * processes, so the shared-memory stats have two slots per seat.
+ *
+ * Invariants: a seat is refilled only by a respawn (after a death, with back-off) or by a
+ * replacement (SIGHUP, max_requests); a process marked retiring was told to leave, so its exit
+ * is not a death. The supervisor writes a stats slot only before the worker starts and after
+ * it is reaped.
+ */
+#include "cluster_impl.h"
+#include "ivy/cluster.h"
+#include "ivy/socket.h"
+
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+enum { CRASH_WINDOW_DEATHS = 10, TICK_MS = 10 };
+#define CRASH_WINDOW_NS   (10 * 1000000000ull)
+#define HEALTHY_NS        (60 * 1000000000ull)
+#define BACKOFF_MIN_NS    (10 * 1000000ull)
+#define BACKOFF_MAX_NS    (5 * 1000000000ull)
+
+struct proc {
+    pid_t pid;
+    int seat;
+    bool retiring;  /* sent SIGTERM on purpose: its exit is expected */
+    bool replacing; /* started to replace the seat's current process */
+    uint64_t started;
+};
+
+struct seat {
+    int cpu;
+    unsigned streak;     /* deaths in a row, for the back-off */
+    uint64_t respawn_at; /* 0: nothing pending */
+    uint64_t restarts;
+};
+
+static struct sup {
+    const struct ivy_cluster_options *o;
+    struct ivy_stats_shm *shm;
+    struct seat *seats;
+    struct proc *procs; /* 2 per seat */
+    int nseats;
+    int inherited_fd;
+    int sigfd;
+    int stats_fd;
+    uint64_t deaths[CRASH_WINDOW_DEATHS]; /* ring of recent death times */
+    unsigned ndeaths;
+    int *replace_queue, nreplace; /* seats waiting for a rolling replacement */
+    bool announced, stopping;
+    uint64_t stop_deadline;
+    double timeout;
+} S;
+
+static void log_line(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void log_line(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("ivy: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+static void sd_notify(const char *msg)
+{
+    const char *path = getenv("NOTIFY_SOCKET");
+    if (!path || (path[0] != '/' && path[0] != '@')) return;
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    size_t len = strlen(path);
+    if (len >= sizeof sa.sun_path) return;
+    memcpy(sa.sun_path, path, len);
+    if (path[0] == '@') sa.sun_path[0] = 0; /* abstract namespace */
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return;
+    sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&sa,
+           (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len));
+    close(fd);
+}
+
+/* tcp_migrate_req moves connections queued in a closing listener to a live sibling. */
+static void connection_protection(void)
+{
+    const char *path = "/proc/sys/net/ipv4/tcp_migrate_req";
+    char v = '0';
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    if (fd >= 0) {
+        if (read(fd, &v, 1) == 1 && v == '0' && pwrite(fd, "1", 1, 0) == 1) v = '1';
+        close(fd);
+    }
+    if (S.o->quiet) return;
+    if (S.inherited_fd >= 0)
+        log_line("protection: one inherited listener shared by every worker (socket "
+                 "activation): nothing is queued per worker");
+    else if (v == '1')
+        log_line("protection: net.ipv4.tcp_migrate_req=1: connections queued in a closing "
+                 "worker's listener migrate to a live one");
+    else
+        log_line("warning: no connection protection: cannot set net.ipv4.tcp_migrate_req=1; "
+                 "connections queued in a dying worker's listener will be reset");
+}
+
+static struct proc *proc_of(pid_t pid)
+{
+    for (int i = 0; i < 2 * S.nseats; i++)
+        if (S.procs[i].pid == pid) return &S.procs[i];
+    return NULL;
+}
+
+static int live_procs(void)
+{
+    int n = 0;
+    for (int i = 0; i < 2 * S.nseats; i++) n += S.procs[i].pid > 0;
+    return n;
+}
+
+static int spawn(int seat, bool replacing)
+{
+    int k = -1;
+    for (int i = 0; i < 2 * S.nseats && k < 0; i++)
+        if (S.procs[i].pid == 0) k = i;
+    if (k < 0) return -EAGAIN;
+    struct ivy_stats_slot *slot = &S.shm->slot[k];
+    memset(slot, 0, sizeof *slot);
+    slot->index = seat;
+    slot->cpu = S.seats[seat].cpu;
+    slot->restarts = S.seats[seat].restarts;
+    slot->heartbeat_ns = slot->started_ns = ivy__mono_ns();
+    slot->state = SLOT_STARTING;
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        log_line("cannot fork worker %d: %s", seat, strerror(errno));
+        slot->state = SLOT_FREE;
+        return -errno;
+    }
+    if (pid == 0) ivy__worker_main(S.o, S.shm, slot, S.inherited_fd, S.sigfd);
+    slot->pid = (uint64_t)pid;
+    S.procs[k] = (struct proc){pid, seat, false, replacing, ivy__mono_ns()};
+    return 0;
+}
+
+static void kill_all(int sig)
+{
+    for (int i = 0; i < 2 * S.nseats; i++)
+        if (S.procs[i].pid > 0) kill(S.procs[i].pid, sig);
+}
+
+static bool crash_loop(uint64_t now)
+{
+    S.deaths[S.ndeaths++ % CRASH_WINDOW_DEATHS] = now;
+    if (S.ndeaths < CRASH_WINDOW_DEATHS) return false;
+    uint64_t oldest = S.deaths[S.ndeaths % CRASH_WINDOW_DEATHS];
+    return now - oldest < CRASH_WINDOW_NS;
+}
+
+static void describe_status(char *buf, size_t cap, int status)
+{
+    if (WIFSIGNALED(status))
+        snprintf(buf, cap, "killed by signal %d (%s)", WTERMSIG(status), strsignal(WTERMSIG(status)));
+    else
+        snprintf(buf, cap, "exited with status %d", WEXITSTATUS(status));
+}
+
+/* Returns false when the supervisor must stop (crash loop). */
+static bool reap(uint64_t now)
+{
+    int status;
+    pid_t pid;
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        struct proc *p = proc_of(pid);
+        if (!p) continue;
+        int k = (int)(p - S.procs);
+        struct proc dead = *p;
+        S.shm->slot[k].state = SLOT_FREE;
+        S.shm->slot[k].pid = 0;
+        p->pid = 0;
+        if (dead.retiring || S.stopping) continue;
+        char why[96];
+        describe_status(why, sizeof why, status);
+        struct seat *st = &S.seats[dead.seat];
+        log_line("worker %d (pid %d, cpu %d) %s", dead.seat, (int)pid, st->cpu, why);
+        if (crash_loop(now)) {
+            log_line("crash loop: %d worker deaths within %llu s; stopping (last: worker %d "
+                     "%s)",
+                     CRASH_WINDOW_DEATHS, CRASH_WINDOW_NS / 1000000000ull, dead.seat, why);
+            return false;
+        }
+        if (dead.replacing) {
+            /* The replacement died before taking over: the old process stays. */
+            for (int i = 0; i < 2 * S.nseats; i++)
+                if (S.procs[i].pid > 0 && S.procs[i].seat == dead.seat) goto next;
+        }
+        st->streak = now - dead.started > HEALTHY_NS ? 1 : st->streak + 1;
+        uint64_t delay = BACKOFF_MIN_NS << (st->streak - 1 < 20 ? st->streak - 1 : 20);
+        st->respawn_at = now + (delay < BACKOFF_MAX_NS ? delay : BACKOFF_MAX_NS);
+    next:;
+    }
+    return true;
+}
+
+static void respawn_due(uint64_t now)
+{
+    for (int s = 0; s < S.nseats; s++) {
+        struct seat *st = &S.seats[s];
+        if (!st->respawn_at || now < st->respawn_at) continue;
+        st->respawn_at = 0;
+        st->restarts++;
+        spawn(s, false);
+    }
+}
+
+static void watchdog(uint64_t now)
+{
+    if (S.timeout <= 0) return;
+    uint64_t limit = (uint64_t)(S.timeout * 1e9);
+    for (int i = 0; i < 2 * S.nseats; i++) {
+        struct proc *p = &S.procs[i];
+        uint64_t hb = IVY_LOAD(S.shm->slot[i].heartbeat_ns);
+        if (p->pid <= 0 || p->retiring || now < hb || now - hb <= limit) continue;
+        log_line("watchdog: worker %d (pid %d) silent for %.1f s > --timeout %.1f s: killing it",
+                 p->seat, (int)p->pid, (double)(now - hb) / 1e9, S.timeout);
+        kill(p->pid, SIGKILL);
+        IVY_STORE(S.shm->slot[i].heartbeat_ns, now); /* once */
+    }
+}
+
+static void queue_replacement(int seat)
+{
+    for (int i = 0; i < S.nreplace; i++)
+        if (S.replace_queue[i] == seat) return;
+    S.replace_queue[S.nreplace++] = seat;
+}
+
+/* Rolling replacement: one seat at a time, the new process ready before the old one leaves. */
+static void replace_step(void)
+{
+    for (int i = 0; i < 2 * S.nseats; i++)
+        if (S.procs[i].pid > 0 && IVY_LOAD(S.shm->slot[i].recycle) && !S.procs[i].retiring)
+            queue_replacement(S.procs[i].seat);
+    if (!S.nreplace) return;
+    int seat = S.replace_queue[0];
+    struct proc *old = NULL, *fresh = NULL;
+    for (int i = 0; i < 2 * S.nseats; i++) {
+        struct proc *p = &S.procs[i];
+        if (p->pid <= 0 || p->seat != seat) continue;
+        if (p->replacing)
+            fresh = p;
+        else if (!p->retiring)
+            old = p;
+        else
+            return; /* the old one is still leaving */
+    }
+    if (!old && !fresh) { /* the seat is empty (a respawn is pending): nothing to replace */
+        memmove(S.replace_queue, S.replace_queue + 1, (size_t)--S.nreplace * sizeof(int));
+        return;
+    }
+    if (!fresh) {
+        if (old) spawn(seat, true);
+        return;
+    }
+    if (IVY_LOAD(S.shm->slot[fresh - S.procs].state) != SLOT_READY) return;
+    if (old) {
+        old->retiring = true;
+        kill(old->pid, SIGTERM);
+    }
+    fresh->replacing = false;
+    memmove(S.replace_queue, S.replace_queue + 1, (size_t)--S.nreplace * sizeof(int));
+}
+
+static void announce_ready(void)
+{
+    if (S.announced) return;
+    int ready = 0;
+    for (int i = 0; i < 2 * S.nseats; i++)
+        ready += S.procs[i].pid > 0 && IVY_LOAD(S.shm->slot[i].state) == SLOT_READY;
+    if (ready < S.nseats) return;
+    S.announced = true;
+    if (!S.o->quiet) log_line("ready: %d workers serving %s on %s", S.nseats, S.shm->app, S.shm->listen);
+    sd_notify("READY=1");
+}
+
+static void serve_stats(void)
+{
+    int fd = accept4(S.stats_fd, NULL, NULL, SOCK_CLOEXEC);
+    if (fd < 0) return;
+    struct timeval tv = {0, 200000}; /* a scrape is tiny: never let one stall the supervisor */
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    char req[1024];
+    ssize_t n = recv(fd, req, sizeof req - 1, 0);
+    static char body[64 * 1024];
+    char head[256];
+    if (n > 0) {
+        req[n] = 0;
+        bool metrics = !strncmp(req, "GET /metrics ", 13) || !strncmp(req, "GET / ", 6);
+        size_t blen = metrics ? ivy__stats_prometheus(S.shm, body, sizeof body) : 0;
+        int hlen = snprintf(head, sizeof head,
+                            "HTTP/1.1 %s\r\nContent-Type: text/plain; version=0.0.4\r\n"
+                            "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+                            metrics ? "200 OK" : "404 Not Found", blen);
+        if (send(fd, head, (size_t)hlen, MSG_NOSIGNAL) == hlen && blen)
+            (void)!send(fd, body, blen, MSG_NOSIGNAL);
+    }
+    close(fd);
+}
+
+static int open_stats_listener(const char *spec)
+{
+    char host[128];
+    const char *colon = strrchr(spec, ':');
+    if (!colon || (size_t)(colon - spec) >= sizeof host) return -EINVAL;
+    memcpy(host, spec, (size_t)(colon - spec));
+    host[colon - spec] = 0;
+    int fd = ivy_listen(host, atoi(colon + 1), 64, 0);
+    if (fd >= 0) fcntl(fd, F_SETFL, O_NONBLOCK);
+    return fd;
+}
+
+static int cpus_in_mask(int *cpus, int max)
+{
+    cpu_set_t set;
+    int n = 0;
+    if (sched_getaffinity(0, sizeof set, &set) < 0) return 0;
+    for (int c = 0; c < CPU_SETSIZE && n < max; c++)
+        if (CPU_ISSET(c, &set)) cpus[n++] = c;
+    return n;
+}
+
+static int handle_signals(uint64_t now)
+{
+    struct signalfd_siginfo si;
+    while (read(S.sigfd, &si, sizeof si) == sizeof si) {
+        switch (si.ssi_signo) {
+        case SIGTERM:
+        case SIGINT:
+            if (!S.stopping) {
+                if (!S.o->quiet) log_line("%s: draining", strsignal((int)si.ssi_signo));
+                S.stopping = true;
+                double g = S.o->graceful_timeout > 0 ? S.o->graceful_timeout : 30;
+                S.stop_deadline = now + (uint64_t)((g + 2) * 1e9);
+                kill_all(SIGTERM);
+            }
+            break;
+        case SIGQUIT:
+            if (!S.o->quiet) log_line("SIGQUIT: stopping now");
+            kill_all(SIGKILL);
+            return 1;
+        case SIGHUP:
+            if (!S.o->quiet) log_line("SIGHUP: replacing workers one at a time");
+            for (int s = 0; s < S.nseats; s++) queue_replacement(s);
+            break;
+        }
+    }
+    return 0;
+}
+
+int ivy_cluster_run(const struct ivy_cluster_options *o)
+{
+    int cpus[CPU_SETSIZE];
+    int ncpus = cpus_in_mask(cpus, CPU_SETSIZE);
+    if (ncpus <= 0) cpus[ncpus++] = 0;
+    memset(&S, 0, sizeof S);
+    S.o = o;
+    S.nseats = o->workers > 0 ? o->workers : ncpus;
+    S.timeout = o->timeout == 0 ? 30 : o->timeout;
+    S.inherited_fd = -1;
+    S.stats_fd = -1;
+    const char *lp = getenv("LISTEN_PID"), *lf = getenv("LISTEN_FDS");
+    if (lp && lf && atoi(lp) == getpid() && atoi(lf) >= 1) {
+        S.inherited_fd = 3; /* systemd socket activation: SD_LISTEN_FDS_START */
+        unsetenv("LISTEN_PID");
+        unsetenv("LISTEN_FDS");
+    }
+    char listen[96];
+    snprintf(listen, sizeof listen, "%s:%d", o->host ? o->host : "127.0.0.1",
+             o->port ? o->port : 8080);
+    S.shm = ivy__stats_create((unsigned)(2 * S.nseats), o->app_name, listen);
+    S.seats = calloc((size_t)S.nseats, sizeof *S.seats);
+    S.procs = calloc((size_t)(2 * S.nseats), sizeof *S.procs);
+    S.replace_queue = calloc((size_t)S.nseats, sizeof *S.replace_queue);
+    if (!S.shm || !S.seats || !S.procs || !S.replace_queue) return 1;
+    if (o->stats_listen && (S.stats_fd = open_stats_listener(o->stats_listen)) < 0) {
+        log_line("cannot listen for stats on %s: %s", o->stats_listen, strerror(-S.stats_fd));
+        return 1;
+    }
+
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGQUIT);
+    sigaddset(&mask, SIGHUP);
+    sigaddset(&mask, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &mask, NULL);
+    S.sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+
+    if (!o->quiet)
+        log_line("serving %s on %s: %d workers, watchdog %.0f s, graceful timeout %.0f s",
+                 o->app_name, listen, S.nseats, S.timeout,
+                 o->graceful_timeout > 0 ? o->graceful_timeout : 30);
+    connection_protection();
+    for (int s = 0; s < S.nseats; s++) {
+        S.seats[s].cpu = cpus[s % ncpus];
+        spawn(s, false);
+    }
+
+    int status = 0;
+    uint64_t next_watchdog_ping = 0;
+    const char *wd = getenv("WATCHDOG_USEC");
+    uint64_t wd_ns = wd ? strtoull(wd, NULL, 10) * 500 : 0; /* ping at half the period */
+    for (;;) {
+        struct pollfd pfd[2] = {{S.sigfd, POLLIN, 0}, {S.stats_fd, POLLIN, 0}};
+        poll(pfd, S.stats_fd >= 0 ? 2 : 1, TICK_MS);
+        uint64_t now = ivy__mono_ns();
+        if (handle_signals(now)) break;
+        if (S.stats_fd >= 0 && (pfd[1].revents & POLLIN)) serve_stats();
+        if (!reap(now)) {
+            kill_all(SIGKILL);
+            status = 1;
+            break;
+        }
+        if (S.stopping) {
+            if (!live_procs()) break;
+            if (now > S.stop_deadline) {
+                log_line("graceful timeout: killing %d workers still running", live_procs());
+                kill_all(SIGKILL);
+                S.stop_deadline = UINT64_MAX;
+            }
+            continue;
+        }
+        respawn_due(now);
+        watchdog(now);
+        replace_step();
+        announce_ready();
+        if (wd_ns && now >= next_watchdog_ping) {
+            sd_notify("WATCHDOG=1");
+            next_watchdog_ping = now + wd_ns;
+        }
+    }
+    while (live_procs()) { /* collect what is left so nothing outlives us */
+        int st;
+        pid_t pid = waitpid(-1, &st, 0);
+        if (pid < 0) break;
+        struct proc *p = proc_of(pid);
+        if (p) p->pid = 0;
+    }
+    sd_notify("STOPPING=1");
+    ivy__stats_destroy(S.shm);
+    if (S.stats_fd >= 0) close(S.stats_fd);
+    close(S.sigfd);
+    free(S.seats);
+    free(S.procs);
+    free(S.replace_queue);
+    sigprocmask(SIG_UNBLOCK, &mask, NULL);
+    return status;
+}
