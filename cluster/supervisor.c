@@ -410,10 +410,11 @@ int ivy_cluster_run(const struct ivy_cluster_options *o)
     sigaddset(&mask, SIGHUP);
     sigaddset(&mask, SIGCHLD);
     sigprocmask(SIG_BLOCK, &mask, NULL);
+    signal(SIGPIPE, SIG_IGN); /* a closed log pipe must not take the server down */
     S.sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
 
     if (!o->quiet)
-        log_line("serving %s on %s: %d workers, watchdog %.0f s, graceful timeout %.0f s",
+        log_line("serving %s on %s: %d workers, watchdog %g s, graceful timeout %g s",
                  o->app_name, listen, S.nseats, S.timeout,
                  o->graceful_timeout > 0 ? o->graceful_timeout : 30);
     connection_protection();

@@ -1,0 +1,344 @@
+/*
+ * Tests for cluster/: a real supervisor forked from the test, real worker processes, real
+ * signals. The workers run the echo app (or a misbehaving app defined here); the test watches
+ * them through the shared-memory stats segment the supervisor publishes.
+ */
+#include "cluster_impl.h"
+#include "echo_app.h"
+#include "ivy/cluster.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    bind(fd, (struct sockaddr *)&a, sizeof a);
+    getsockname(fd, (struct sockaddr *)&a, &len);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+struct cluster {
+    pid_t pid;
+    int port;
+    int err_fd; /* the supervisor's stderr */
+    struct ivy_stats_shm *shm;
+    size_t shm_len;
+};
+
+static void crash_app(int fd, void *arg)
+{
+    abort();
+}
+
+static void spin_app(int fd, void *arg)
+{
+    for (;;) {
+    }
+}
+
+static struct cluster start(struct ivy_cluster_options o)
+{
+    struct cluster c = {.port = free_port()};
+    int pfd[2];
+    assert_int_equal(pipe(pfd), 0);
+    o.host = "127.0.0.1";
+    o.port = c.port;
+    if (!o.app) o.app = ivy_echo_app;
+    o.app_name = "echo";
+    o.quiet = false;
+    c.pid = fork();
+    assert_true(c.pid >= 0);
+    if (c.pid == 0) {
+        dup2(pfd[1], STDERR_FILENO);
+        close(pfd[0]);
+        _exit(ivy_cluster_run(&o));
+    }
+    close(pfd[1]);
+    fcntl(pfd[0], F_SETFL, O_NONBLOCK);
+    c.err_fd = pfd[0];
+    for (int i = 0; i < 500 && !c.shm; i++, sleep_ms(5)) c.shm = ivy__stats_open(c.pid, &c.shm_len);
+    assert_non_null(c.shm);
+    return c;
+}
+
+static int ready_workers(const struct cluster *c)
+{
+    int n = 0;
+    for (unsigned i = 0; i < c->shm->nslots; i++)
+        n += IVY_LOAD(c->shm->slot[i].state) == SLOT_READY;
+    return n;
+}
+
+static void wait_ready(const struct cluster *c, int n)
+{
+    for (int i = 0; i < 1000 && ready_workers(c) < n; i++) sleep_ms(5);
+    assert_int_equal(ready_workers(c), n);
+}
+
+static pid_t worker_pid(const struct cluster *c, int index)
+{
+    for (unsigned i = 0; i < c->shm->nslots; i++)
+        if (IVY_LOAD(c->shm->slot[i].state) == SLOT_READY && c->shm->slot[i].index == index)
+            return (pid_t)IVY_LOAD(c->shm->slot[i].pid);
+    return 0;
+}
+
+static int worker_cpu(const struct cluster *c, pid_t pid)
+{
+    for (unsigned i = 0; i < c->shm->nslots; i++)
+        if ((pid_t)IVY_LOAD(c->shm->slot[i].pid) == pid) return c->shm->slot[i].cpu;
+    return -1;
+}
+
+static int echo_once(int port, const char *msg)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct timeval tv = {2, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    int ok = 0;
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) == 0) {
+        size_t len = strlen(msg);
+        char buf[256];
+        if (send(fd, msg, len, MSG_NOSIGNAL) == (ssize_t)len) {
+            size_t got = 0;
+            ssize_t n;
+            while (got < len && (n = recv(fd, buf + got, sizeof buf - got, 0)) > 0) got += (size_t)n;
+            ok = got == len && memcmp(buf, msg, len) == 0;
+        }
+    }
+    close(fd);
+    return ok;
+}
+
+static int wait_exit(struct cluster *c, int timeout_ms)
+{
+    int status;
+    for (int i = 0; i < timeout_ms / 5; i++, sleep_ms(5))
+        if (waitpid(c->pid, &status, WNOHANG) == c->pid) return status;
+    kill(c->pid, SIGKILL);
+    waitpid(c->pid, &status, 0);
+    fail_msg("supervisor did not exit in %d ms", timeout_ms);
+    return -1;
+}
+
+static void read_stderr(struct cluster *c, char *buf, size_t cap)
+{
+    size_t n = 0;
+    ssize_t r;
+    while (n + 1 < cap && (r = read(c->err_fd, buf + n, cap - 1 - n)) > 0) n += (size_t)r;
+    buf[n] = 0;
+}
+
+static void stop(struct cluster *c)
+{
+    kill(c->pid, SIGTERM);
+    int status = wait_exit(c, 5000);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    munmap(c->shm, c->shm_len);
+    close(c->err_fd);
+}
+
+static void both_workers_answer_and_are_pinned(void **state)
+{
+    struct cluster c = start((struct ivy_cluster_options){.workers = 2});
+    wait_ready(&c, 2);
+    for (int i = 0; i < 64; i++) assert_int_equal(echo_once(c.port, "ping"), 1);
+    uint64_t a = 0, b = 0;
+    for (unsigned i = 0; i < c.shm->nslots; i++) {
+        if (c.shm->slot[i].index == 0) a += IVY_LOAD(c.shm->slot[i].conns_total);
+        if (c.shm->slot[i].index == 1) b += IVY_LOAD(c.shm->slot[i].conns_total);
+    }
+    assert_int_equal(a + b, 64);
+    assert_true(a > 0 && b > 0); /* SO_REUSEPORT spreads connections over both */
+    char comm[64] = {0}, path[64];
+    snprintf(path, sizeof path, "/proc/%d/comm", (int)worker_pid(&c, 1));
+    int fd = open(path, O_RDONLY);
+    assert_true(read(fd, comm, sizeof comm - 1) > 0);
+    close(fd);
+    assert_string_equal(comm, "ivy: worker 1\n");
+    stop(&c);
+}
+
+static void killed_worker_returns_on_same_cpu_within_100ms(void **state)
+{
+    struct cluster c = start((struct ivy_cluster_options){.workers = 2});
+    wait_ready(&c, 2);
+    pid_t old = worker_pid(&c, 1);
+    int cpu = worker_cpu(&c, old);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    kill(old, SIGKILL);
+    pid_t fresh = 0;
+    for (int i = 0; i < 2000 && (!fresh || fresh == old); i++) {
+        fresh = worker_pid(&c, 1);
+        if (!fresh || fresh == old) {
+            struct timespec ts = {0, 500000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+    assert_true(fresh > 0 && fresh != old);
+    assert_int_equal(worker_cpu(&c, fresh), cpu);
+    assert_true(ms < 100);
+    assert_int_equal(echo_once(c.port, "after"), 1);
+    char err[4096];
+    read_stderr(&c, err, sizeof err);
+    assert_non_null(strstr(err, "killed by signal 9"));
+    stop(&c);
+}
+
+static void crash_loop_stops_supervisor(void **state)
+{
+    struct cluster c = start((struct ivy_cluster_options){.workers = 2, .app = crash_app});
+    int status = wait_exit(&c, 10000);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 1);
+    char err[16384];
+    read_stderr(&c, err, sizeof err);
+    assert_non_null(strstr(err, "crash loop: 10 worker deaths within 10 s"));
+    munmap(c.shm, c.shm_len);
+    close(c.err_fd);
+}
+
+static void watchdog_kills_hung_worker(void **state)
+{
+    struct cluster c =
+        start((struct ivy_cluster_options){.workers = 1, .app = spin_app, .timeout = 0.3});
+    char err[8192] = {0};
+    for (int i = 0; i < 300 && !strstr(err, "watchdog: worker"); i++) {
+        sleep_ms(10);
+        size_t n = strlen(err);
+        ssize_t r = read(c.err_fd, err + n, sizeof err - 1 - n);
+        if (r > 0) err[n + (size_t)r] = 0;
+    }
+    assert_non_null(strstr(err, "watchdog: worker 0"));
+    assert_non_null(strstr(err, "> --timeout 0.3 s: killing it"));
+    kill(c.pid, SIGQUIT); /* it would only hang again */
+    int status = wait_exit(&c, 5000);
+    assert_true(WIFEXITED(status));
+    munmap(c.shm, c.shm_len);
+    close(c.err_fd);
+}
+
+static void sighup_replaces_every_worker_without_refusing(void **state)
+{
+    struct cluster c = start((struct ivy_cluster_options){.workers = 2});
+    wait_ready(&c, 2);
+    pid_t old0 = worker_pid(&c, 0), old1 = worker_pid(&c, 1);
+    kill(c.pid, SIGHUP);
+    int failures = 0, rounds = 0;
+    for (; rounds < 400; rounds++) {
+        failures += !echo_once(c.port, "rolling");
+        pid_t p0 = worker_pid(&c, 0), p1 = worker_pid(&c, 1);
+        if (p0 && p1 && p0 != old0 && p1 != old1 && ready_workers(&c) == 2) break;
+        sleep_ms(2);
+    }
+    assert_true(rounds < 400);
+    assert_int_equal(failures, 0);
+    for (int i = 0; i < 400 && (kill(old0, 0) == 0 || kill(old1, 0) == 0); i++) sleep_ms(5);
+    assert_int_equal(kill(old0, 0), -1); /* both old workers drained and were reaped */
+    assert_int_equal(kill(old1, 0), -1);
+    stop(&c);
+}
+
+static void max_requests_recycles_a_worker(void **state)
+{
+    struct cluster c = start((struct ivy_cluster_options){.workers = 1, .max_requests = 5});
+    wait_ready(&c, 1);
+    pid_t old = worker_pid(&c, 0);
+    int failures = 0;
+    for (int i = 0; i < 40; i++) {
+        failures += !echo_once(c.port, "count me");
+        sleep_ms(5);
+    }
+    assert_int_equal(failures, 0);
+    pid_t now = worker_pid(&c, 0);
+    assert_true(now > 0 && now != old);
+    stop(&c);
+}
+
+static void prometheus_metrics_are_served(void **state)
+{
+    int sport = free_port();
+    char spec[32];
+    snprintf(spec, sizeof spec, "127.0.0.1:%d", sport);
+    struct cluster c = start((struct ivy_cluster_options){.workers = 2, .stats_listen = spec});
+    wait_ready(&c, 2);
+    for (int i = 0; i < 10; i++) assert_int_equal(echo_once(c.port, "m"), 1);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)sport),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    const char *req = "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n";
+    send(fd, req, strlen(req), 0);
+    static char buf[65536];
+    size_t got = 0;
+    ssize_t n;
+    while ((n = recv(fd, buf + got, sizeof buf - 1 - got, 0)) > 0) got += (size_t)n;
+    buf[got] = 0;
+    close(fd);
+    assert_non_null(strstr(buf, "HTTP/1.1 200 OK"));
+    assert_non_null(strstr(buf, "# TYPE ivy_requests counter"));
+    assert_non_null(strstr(buf, "ivy_requests{worker=\"0\""));
+    assert_non_null(strstr(buf, "ivy_requests{worker=\"1\""));
+    uint64_t total = 0;
+    for (char *p = buf; (p = strstr(p, "\nivy_conns_total{")); p++)
+        total += strtoull(strchr(p, '}') + 2, NULL, 10);
+    assert_int_equal(total, 10);
+    stop(&c);
+}
+
+static void sigterm_exits_zero_and_closes_port(void **state)
+{
+    struct cluster c = start((struct ivy_cluster_options){.workers = 2});
+    wait_ready(&c, 2);
+    int port = c.port;
+    stop(&c);
+    assert_int_equal(echo_once(port, "gone"), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(both_workers_answer_and_are_pinned),
+        cmocka_unit_test(killed_worker_returns_on_same_cpu_within_100ms),
+        cmocka_unit_test(crash_loop_stops_supervisor),
+        cmocka_unit_test(watchdog_kills_hung_worker),
+        cmocka_unit_test(sighup_replaces_every_worker_without_refusing),
+        cmocka_unit_test(max_requests_recycles_a_worker),
+        cmocka_unit_test(prometheus_metrics_are_served),
+        cmocka_unit_test(sigterm_exits_zero_and_closes_port),
+    };
+    if (getenv("IVY_TEST_FILTER")) cmocka_set_test_filter(getenv("IVY_TEST_FILTER"));
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
