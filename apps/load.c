@@ -273,7 +273,7 @@ static void explain(const struct cli *c, const struct ivy_load_result *r)
     if (worst >= 0) fprintf(stderr, ": %s", what[worst]);
     if (worst == IVY_LOAD_ERR_PARSE && c->o.echo_size)
         fprintf(stderr, " (the echoes differ from what was sent)");
-    else if (worst >= 0 && worst != IVY_LOAD_ERR_STATUS && worst != IVY_LOAD_ERR_PARSE &&
+    else if (worst >= IVY_LOAD_ERR_CONNECT && worst <= IVY_LOAD_ERR_WRITE &&
              r->first_error[worst] < 0)
         fprintf(stderr, " (%s)",
                 r->first_error[worst] == -ENODATA ? "closed by the server"
@@ -296,6 +296,7 @@ int ivy_load_main(int argc, char **argv)
     sigaction(SIGINT, &sa, &old_int);
     sigaction(SIGTERM, &sa, &old_term);
     ivy__load_stop = 0;
+    if (!c->json) ivy_load_print_header(&c->o, c->shown);
     rc = ivy_load_run(&c->o, r);
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);

@@ -86,7 +86,11 @@ int ivy_load_run(const struct ivy_load_opts *opts, struct ivy_load_result *out);
 /* Responses that succeeded: done with a status < 400 (every completed echo). */
 uint64_t ivy_load_succeeded(const struct ivy_load_result *r);
 
-/* The report: as wrk's, or one JSON object. target is what the user typed (for the header). */
+/*
+ * The report, as wrk's: the header ("Running 10s test @ ...") before the run, the rest after
+ * it; or, with json, one JSON object after the run and no header. target is shown as given.
+ */
+void ivy_load_print_header(const struct ivy_load_opts *o, const char *target);
 void ivy_load_print(const struct ivy_load_opts *o, const struct ivy_load_result *r,
                     const char *target, bool json);
 

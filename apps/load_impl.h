@@ -52,6 +52,8 @@ bool ivy_load_resp_eof(struct ivy_load_resp *r);
 
 /* ---- the plan and the worker (load_worker.c) ------------------------------------------- */
 
+#define IVY_LOAD_MAX_WORKERS 4096
+
 /* Rate samples kept per worker for the Req/Sec line: 100 ms each, 10 minutes. */
 #define IVY_LOAD_SAMPLES 6000
 
@@ -88,6 +90,9 @@ struct ivy_load_report {
  */
 int ivy__load_worker(const struct ivy_load_plan *p, unsigned index,
                      struct ivy_load_progress *progress, struct ivy_load_report *rep);
+
+/* The number of workers opts ask for, after defaults (load_run.c). */
+unsigned ivy__load_workers(const struct ivy_load_opts *o);
 
 /* Set by SIGINT/SIGTERM in a worker (and by ivy_load_main's handler in the parent): stop now. */
 extern volatile int ivy__load_stop;

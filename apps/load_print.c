@@ -98,22 +98,27 @@ static const char *cause(const struct ivy_load_opts *o, int kind, int err, char 
     return buf;
 }
 
+void ivy_load_print_header(const struct ivy_load_opts *o, const char *target)
+{
+    double d = o->duration;
+    if (d >= 60 && d == (long)d)
+        printf("Running %gm test @ %s\n", d / 60, target);
+    else
+        printf("Running %gs test @ %s\n", d, target);
+    printf("  %u workers and %u connections", ivy__load_workers(o), o->connections);
+    if (o->rate > 0) printf(", constant rate %g req/s", o->rate);
+    if (o->pipeline > 1) printf(", pipeline %u", o->pipeline);
+    if (o->echo_size) printf(", echo %zu bytes", o->echo_size);
+    printf("\n");
+    fflush(stdout);
+}
+
 static void print_text(const struct ivy_load_opts *o, const struct ivy_load_result *r,
                        const char *target)
 {
     char a[64], b[64];
     const ivy_hist *h = &r->latency;
-    double d = o->duration;
-    if (d >= 60 && d == (long)d)
-        snprintf(a, sizeof a, "%gm", d / 60);
-    else
-        snprintf(a, sizeof a, "%gs", d);
-    printf("Running %s test @ %s\n", a, target);
-    printf("  %u workers and %u connections", r->workers, r->connections);
-    if (o->rate > 0) printf(", constant rate %g req/s", o->rate);
-    if (o->pipeline > 1) printf(", pipeline %u", o->pipeline);
-    if (o->echo_size) printf(", echo %zu bytes", o->echo_size);
-    printf("\n  Worker Stats%6s%11s%8s%12s\n", "Avg", "Stdev", "Max", "+/- Stdev");
+    printf("  Worker Stats%6s%11s%8s%12s\n", "Avg", "Stdev", "Max", "+/- Stdev");
     double mean = ivy_hist_mean(h), sd = ivy_hist_stddev(h);
     double within = percent_below(h, mean + sd) - percent_below(h, mean - sd);
     printf("    %-10s", "Latency");

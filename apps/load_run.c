@@ -101,6 +101,15 @@ static int cpus(struct ivy_load_plan *p)
     return 0;
 }
 
+unsigned ivy__load_workers(const struct ivy_load_opts *o)
+{
+    cpu_set_t set;
+    unsigned n = o->workers;
+    if (!n) n = sched_getaffinity(0, sizeof set, &set) == 0 ? (unsigned)CPU_COUNT(&set) : 1;
+    if (n > o->connections) n = o->connections;
+    return n < IVY_LOAD_MAX_WORKERS ? n : IVY_LOAD_MAX_WORKERS;
+}
+
 static void on_stop(int sig)
 {
     ivy__load_stop = 1;
@@ -142,7 +151,7 @@ static void show_progress(const struct ivy_load_plan *p, struct ivy_load_progres
         e += atomic_load_explicit(&pg[i].errors, memory_order_relaxed);
     }
     double dt = (double)(now - *last_t) / 1e9;
-    fprintf(stderr, "\r\033[K  %5.1fs/%.0fs  %10.0f req/s  %12llu requests  %llu errors",
+    fprintf(stderr, "\r\033[K  %5.1fs/%gs  %10.0f req/s  %12llu requests  %llu errors",
             (double)(now - p->t0) / 1e9, p->o.duration, dt > 0 ? (double)(n - *last_n) / dt : 0,
             (unsigned long long)n, (unsigned long long)e);
     *last_n = n;
@@ -272,8 +281,7 @@ int ivy_load_run(const struct ivy_load_opts *opts, struct ivy_load_result *out)
     if (rc < 0) return rc;
     if ((rc = resolve(p.o.host, p.addr, sizeof p.addr)) < 0) return rc;
     if ((rc = cpus(&p)) < 0) return rc;
-    p.workers = p.o.workers ? p.o.workers : p.ncpus;
-    if (p.workers > p.o.connections) p.workers = p.o.connections;
+    p.workers = ivy__load_workers(&p.o);
     struct slot *s = calloc(p.workers, sizeof *s);
     size_t pg_len = p.workers * sizeof(struct ivy_load_progress);
     struct ivy_load_progress *pg =
