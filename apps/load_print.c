@@ -7,6 +7,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -113,6 +114,12 @@ void ivy_load_print_header(const struct ivy_load_opts *o, const char *target)
     fflush(stdout);
 }
 
+/* Rate mode: requests whose due time fell within the run, i + k * connections < rate * t. */
+static double due(const struct ivy_load_opts *o, const struct ivy_load_result *r)
+{
+    return ceil(o->rate * (r->elapsed > 0 ? r->elapsed : o->duration) - 1e-9);
+}
+
 static void print_text(const struct ivy_load_opts *o, const struct ivy_load_result *r,
                        const char *target)
 {
@@ -140,6 +147,8 @@ static void print_text(const struct ivy_load_opts *o, const struct ivy_load_resu
     double el = r->elapsed > 0 ? r->elapsed : o->duration;
     printf("  %llu requests in %.2fs, %sB read\n", (unsigned long long)r->requests, el,
            binary(a, sizeof a, (double)r->bytes_read));
+    if (o->rate > 0) /* a generator that fell behind shows here, not in silence */
+        printf("  %llu of %.0f requests due were sent\n", (unsigned long long)r->sent, due(o, r));
     const uint64_t *e = r->errors;
     if (e[IVY_LOAD_ERR_CONNECT] || e[IVY_LOAD_ERR_READ] || e[IVY_LOAD_ERR_WRITE] ||
         e[IVY_LOAD_ERR_TIMEOUT]) {
@@ -181,11 +190,12 @@ static void print_json(const struct ivy_load_opts *o, const struct ivy_load_resu
            "\"rate\": %g, \"pipeline\": %u, \"timeout_s\": %g,\n",
            o->echo_size ? "echo" : "http", r->workers, r->connections, o->duration, o->rate,
            o->pipeline, o->timeout);
-    printf(" \"requests\": %llu, \"succeeded\": %llu, \"sent\": %llu, \"elapsed_s\": %.6f, "
+    printf(" \"requests\": %llu, \"succeeded\": %llu, \"sent\": %llu, \"due\": %.0f, "
+           "\"elapsed_s\": %.6f, "
            "\"requests_per_sec\": %.2f, \"bytes_read\": %llu, \"bytes_written\": %llu, "
            "\"transfer_per_sec\": %.2f, \"connects\": %llu, \"workers_failed\": %u,\n",
            (unsigned long long)r->requests, (unsigned long long)ivy_load_succeeded(r),
-           (unsigned long long)r->sent, el, (double)r->requests / el,
+           (unsigned long long)r->sent, o->rate > 0 ? due(o, r) : 0, el, (double)r->requests / el,
            (unsigned long long)r->bytes_read, (unsigned long long)r->bytes_written,
            (double)r->bytes_read / el, (unsigned long long)r->connects, r->workers_failed);
     printf(" \"latency_us\": {\"min\": %.3f, \"mean\": %.3f, \"stdev\": %.3f, \"max\": %.3f",
