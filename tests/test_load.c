@@ -282,33 +282,40 @@ static uint64_t server_stop(struct server *s)
     return n;
 }
 
-static struct ivy_load_opts opts(int port, unsigned conns, double seconds)
+static struct ivy_load_opts opts(unsigned conns, double seconds)
 {
-    return (struct ivy_load_opts){.host = "127.0.0.1",
-                                  .port = port,
-                                  .connections = conns,
-                                  .duration = seconds,
-                                  .workers = 2,
-                                  .timeout = 2};
+    return (struct ivy_load_opts){
+        .host = "127.0.0.1", .connections = conns, .duration = seconds, .workers = 2, .timeout = 2};
 }
 
 static void assert_no_errors(const struct ivy_load_result *r)
 {
     for (int k = 0; k < IVY_LOAD_NERR; k++)
         assert_int_equal(r->errors[k], 0);
+}
+
+/* Runs o against a fresh server behaving as b; *served (if asked) gets what it counted. */
+static struct ivy_load_result *load(enum behaviour b, struct ivy_load_opts o, uint64_t *served)
+{
+    struct server s = server_start(b);
+    struct ivy_load_result *r = malloc(sizeof *r);
+    assert_non_null(r);
+    o.port = s.port;
+    assert_int_equal(ivy_load_run(&o, r), 0);
+    uint64_t n = server_stop(&s);
+    if (served) *served = n;
     assert_int_equal(r->workers_failed, 0);
+    return r;
 }
 
 /* ---- whole runs --------------------------------------------------------------------------- */
 
 static void count_matches_ivy_server_within_in_flight_margin(void **state)
 {
-    struct server s = server_start(HELLO);
-    struct ivy_load_opts o = opts(s.port, 8, 1.5);
+    struct ivy_load_opts o = opts(8, 1.5);
     o.pipeline = 4;
-    struct ivy_load_result *r = malloc(sizeof *r);
-    assert_int_equal(ivy_load_run(&o, r), 0);
-    uint64_t served = server_stop(&s);
+    uint64_t served;
+    struct ivy_load_result *r = load(HELLO, o, &served);
     assert_no_errors(r);
     assert_int_equal(r->workers, 2);
     assert_int_equal(r->connections, 8);
@@ -380,7 +387,8 @@ static void count_matches_nginx_access_log(void **state)
     for (int i = 0; i < 100 && !port_open(port); i++)
         usleep(20000);
     assert_true(port_open(port));
-    struct ivy_load_opts o = opts(port, 8, 1.5);
+    struct ivy_load_opts o = opts(8, 1.5);
+    o.port = port;
     o.pipeline = 2;
     struct ivy_load_result *r = malloc(sizeof *r);
     assert_int_equal(ivy_load_run(&o, r), 0);
@@ -408,15 +416,13 @@ static void count_matches_nginx_access_log(void **state)
 static void status_404_is_counted_and_fails_the_exit_status(void **state)
 {
     struct server s = server_start(HELLO);
-    char target[64], port[16];
+    char target[64];
     snprintf(target, sizeof target, "127.0.0.1:%d/missing", s.port);
-    snprintf(port, sizeof port, "%d", s.port);
     assert_int_equal(run_cli("load", target, "-c", "2", "-d", "0.5", "-t", "1", "--json", NULL), 1);
-    struct ivy_load_opts o = opts(s.port, 2, 0.5);
-    o.path = "/missing";
-    struct ivy_load_result *r = malloc(sizeof *r);
-    assert_int_equal(ivy_load_run(&o, r), 0);
     server_stop(&s);
+    struct ivy_load_opts o = opts(2, 0.5);
+    o.path = "/missing";
+    struct ivy_load_result *r = load(HELLO, o, NULL);
     assert_true(r->requests > 0);
     assert_int_equal(r->errors[IVY_LOAD_ERR_STATUS], r->requests);
     assert_int_equal(r->first_error[IVY_LOAD_ERR_STATUS], 404);
@@ -429,12 +435,10 @@ static void constant_rate_sends_the_rate_within_2_percent(void **state)
 {
     /* R = 1000/s for 3 s over 10 connections: 3000 requests due, each connection one per
      * 10 ms; the in-flight margin (10) is well inside 2% (60). */
-    struct server s = server_start(HELLO);
-    struct ivy_load_opts o = opts(s.port, 10, 3);
+    struct ivy_load_opts o = opts(10, 3);
     o.rate = 1000;
-    struct ivy_load_result *r = malloc(sizeof *r);
-    assert_int_equal(ivy_load_run(&o, r), 0);
-    uint64_t served = server_stop(&s);
+    uint64_t served;
+    struct ivy_load_result *r = load(HELLO, o, &served);
     assert_no_errors(r);
     print_message("rate 1000/s x 3 s: sent %llu, done %llu, server %llu\n",
                   (unsigned long long)r->sent, (unsigned long long)r->requests,
@@ -447,11 +451,7 @@ static void constant_rate_sends_the_rate_within_2_percent(void **state)
 
 static void latency_of_a_20ms_server_is_at_least_20ms(void **state)
 {
-    struct server s = server_start(SLEEP20);
-    struct ivy_load_opts o = opts(s.port, 4, 1);
-    struct ivy_load_result *r = malloc(sizeof *r);
-    assert_int_equal(ivy_load_run(&o, r), 0);
-    server_stop(&s);
+    struct ivy_load_result *r = load(SLEEP20, opts(4, 1), NULL);
     assert_no_errors(r);
     assert_true(r->requests >= 20);
     assert_true(ivy_hist_min(&r->latency) >= 20000000);
@@ -470,7 +470,8 @@ static void refused_port_counts_connect_errors_and_exits_nonzero(void **state)
     socklen_t len = sizeof a;
     assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
     getsockname(fd, (struct sockaddr *)&a, &len);
-    struct ivy_load_opts o = opts(ntohs(a.sin_port), 4, 0.5);
+    struct ivy_load_opts o = opts(4, 0.5);
+    o.port = ntohs(a.sin_port);
     struct ivy_load_result *r = malloc(sizeof *r);
     assert_int_equal(ivy_load_run(&o, r), 0);
     assert_int_equal(r->requests, 0);
@@ -487,15 +488,10 @@ static void refused_port_counts_connect_errors_and_exits_nonzero(void **state)
 /* Runs 0.6 s against a server that misbehaves; nothing may succeed. */
 static struct ivy_load_result *against(enum behaviour b, double timeout, size_t echo)
 {
-    struct server s = server_start(b);
-    struct ivy_load_opts o = opts(s.port, 4, 0.6);
+    struct ivy_load_opts o = opts(4, 0.6);
     o.timeout = timeout;
     o.echo_size = echo;
-    struct ivy_load_result *r = malloc(sizeof *r);
-    assert_int_equal(ivy_load_run(&o, r), 0);
-    server_stop(&s);
-    assert_int_equal(r->workers_failed, 0);
-    return r;
+    return load(b, o, NULL);
 }
 
 static void resetting_server_counts_read_errors(void **state)
@@ -529,13 +525,11 @@ static void non_http_server_counts_bad_responses(void **state)
 
 static void echo_mode_round_trips_and_counts_messages(void **state)
 {
-    struct server s = server_start(ECHO);
-    struct ivy_load_opts o = opts(s.port, 4, 0.6);
+    struct ivy_load_opts o = opts(4, 0.6);
     o.echo_size = 100;
     o.pipeline = 3;
-    struct ivy_load_result *r = malloc(sizeof *r);
-    assert_int_equal(ivy_load_run(&o, r), 0);
-    uint64_t echoed = server_stop(&s);
+    uint64_t echoed;
+    struct ivy_load_result *r = load(ECHO, o, &echoed);
     assert_no_errors(r);
     assert_true(r->requests > 100);
     assert_true(r->bytes_read >= r->requests * 100);
@@ -556,17 +550,13 @@ static void on_alarm(int sig)
 
 static void interrupt_ends_the_run_early_with_results(void **state)
 {
-    struct server s = server_start(HELLO);
-    struct ivy_load_opts o = opts(s.port, 4, 30);
-    struct ivy_load_result *r = malloc(sizeof *r);
     signal(SIGALRM, on_alarm);
     struct itimerval it = {.it_value = {0, 500000}};
     setitimer(ITIMER_REAL, &it, NULL);
     ivy__load_stop = 0;
-    assert_int_equal(ivy_load_run(&o, r), 0);
+    struct ivy_load_result *r = load(HELLO, opts(4, 30), NULL);
     ivy__load_stop = 0;
     signal(SIGALRM, SIG_DFL);
-    server_stop(&s);
     assert_no_errors(r);
     assert_true(r->requests > 0);
     assert_true(r->elapsed > 0.4 && r->elapsed < 5);
