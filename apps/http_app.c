@@ -1,0 +1,506 @@
+/*
+ * The http app (`ivy serve --app http`): HTTP/1.1 with keep-alive and pipelining on green
+ * sockets, one green thread per connection.
+ *
+ * The hot path is one receive, one parse pass and one send per batch: every complete request
+ * in what arrived is parsed (apps/http_parse.c) and answered into one output buffer, which
+ * leaves in one ivy_sendall; the hello response is prebuilt once per second (its Date changes),
+ * so answering it is a memcpy. Nothing is allocated per request: input and output buffers come
+ * from per-worker free lists and go back to them whenever the connection holds nothing, so an
+ * idle keep-alive connection holds neither.
+ *
+ * Connection state: `in[off, len)` are received bytes not yet consumed. A request whose body
+ * is still arriving is remembered as scalars (route, keep-alive), not as parser slices, because
+ * the buffer may move while we wait. Chunked bodies are decoded in place as they arrive.
+ *
+ * Errors the parser reports are answered with their status and the connection is closed after
+ * a lingering half-close (so the peer reads the answer rather than a reset). A draining worker
+ * wakes idle connections (their receive fails with -ESHUTDOWN: we close) and the response to
+ * a request read while draining carries Connection: close.
+ */
+#include "http_app.h"
+#include "http_parse.h"
+
+#include "ivy/cluster.h"
+#include "ivy/hub.h"
+#include "ivy/socket.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+enum {
+    IN_SIZE = 16384,  /* pooled input buffer: a receive, or a head up to IVY_HTTP_MAX_HEAD */
+    OUT_SIZE = 16384, /* pooled output buffer: a batch of responses, flushed early when full */
+    POOL_KEEP = 256,  /* buffers of each kind kept for reuse per worker */
+    SLEEP_MAX_MS = 60000,
+    SPIN_MAX_MS = 600000,
+    LINGER_BYTES = 1 << 20, /* read and dropped after our last response, before close */
+};
+#define LINGER_SECONDS 1.0
+
+enum route { R_HELLO, R_ECHO, R_SLEEP, R_STATS, R_SPIN, R_NOT_FOUND, R_NOT_ALLOWED };
+
+/* A request whose head is parsed and whose body is still arriving at in[off...). */
+struct pending {
+    bool active, chunked, keep_alive, head_only, expect, continued;
+    enum route route;
+    int version_minor;
+    uint64_t ms;    /* /sleep or /spin argument */
+    uint64_t need;  /* Content-Length */
+    size_t decoded; /* chunked: body bytes decoded so far, at in[off, off + decoded) */
+    struct ivy_http_chunked ch;
+};
+
+struct conn {
+    struct ivy_conn reg;
+    int fd;
+    bool test_routes;
+    bool closing; /* a final response is in out: flush, then close */
+    char *in;
+    size_t cap, off, len;
+    char *out;
+    size_t out_len, out_cap;
+    unsigned nreq; /* answered since the last ivy_worker_count */
+    uint64_t bytes_in, bytes_out;
+    struct pending p;
+    struct ivy_http_request req;
+};
+
+/* Per worker (per OS thread): buffer pools, the prebuilt hello response, counters. */
+struct pool {
+    char *v[POOL_KEEP];
+    unsigned n;
+};
+
+static __thread struct {
+    struct pool in, out;
+    char worker_hdr[64]; /* "X-Ivy-Worker: 0/1234\r\n" */
+    size_t worker_hdr_len;
+    time_t hello_time;
+    size_t hello_len;
+    char hello[256];
+    uint64_t requests, conns_open, conns_total, bytes_in, bytes_out, errors;
+} app = {.hello_time = -1};
+
+static const char hello_body[] = "Hello, World!";
+
+static char *pool_get(struct pool *p, size_t size)
+{
+    return p->n ? p->v[--p->n] : malloc(size);
+}
+
+static void pool_put(struct pool *p, char *b)
+{
+    if (!b) return;
+    if (p->n < POOL_KEEP)
+        p->v[p->n++] = b;
+    else
+        free(b);
+}
+
+/* ---- responses ------------------------------------------------------------------------- */
+
+/* The parser's head plus our worker header; 0 if it does not fit in cap. */
+static size_t put_head(char *out, size_t cap, int status, const char *ctype, size_t clen, bool ka,
+                       int minor, time_t now)
+{
+    size_t n = ivy_http_write_head(out, cap, status, ctype, clen, ka, minor, now);
+    if (!n || cap - n < app.worker_hdr_len) return 0;
+    /* Insert before the blank line that ends the head. */
+    memcpy(out + n - 2, app.worker_hdr, app.worker_hdr_len);
+    n += app.worker_hdr_len;
+    out[n - 2] = '\r';
+    out[n - 1] = '\n';
+    return n;
+}
+
+static void refresh_hello(time_t now)
+{
+    size_t n = put_head(app.hello, sizeof app.hello, 200, "text/plain", sizeof hello_body - 1, true,
+                        1, now);
+    memcpy(app.hello + n, hello_body, sizeof hello_body - 1);
+    app.hello_len = n + sizeof hello_body - 1;
+    app.hello_time = now;
+}
+
+/* Sends what out holds; the batch's counters are reported with it. */
+static int flush(struct conn *c)
+{
+    int rc = 0;
+    if (c->out_len) {
+        ssize_t n = ivy_sendall(c->fd, c->out, c->out_len);
+        if (n < 0) rc = (int)n;
+        c->bytes_out += c->out_len;
+        c->out_len = 0;
+    }
+    if (c->nreq || c->bytes_in) {
+        ivy_worker_count(c->nreq, c->bytes_in, c->bytes_out);
+        app.requests += c->nreq;
+        app.bytes_in += c->bytes_in;
+        app.bytes_out += c->bytes_out;
+        c->nreq = 0;
+        c->bytes_in = c->bytes_out = 0;
+    }
+    return rc;
+}
+
+/* Room for n more bytes in out, flushing first when needed; NULL on a send error. */
+static char *out_room(struct conn *c, size_t n)
+{
+    if (!c->out) {
+        c->out = pool_get(&app.out, OUT_SIZE);
+        if (!c->out) return NULL;
+        c->out_cap = OUT_SIZE;
+    }
+    if (c->out_cap - c->out_len < n && flush(c) < 0) return NULL;
+    if (n > c->out_cap) return NULL;
+    return c->out + c->out_len;
+}
+
+/* Appends a complete response; a body larger than out goes straight from the caller's bytes. */
+static int respond(struct conn *c, int status, const char *ctype, const char *body, size_t blen,
+                   bool head_only, bool ka, int minor, time_t now)
+{
+    char *o = out_room(c, 512);
+    if (!o) return -ENOMEM;
+    size_t n = put_head(o, c->out_cap - c->out_len, status, ctype, blen, ka, minor, now);
+    if (!n) return -ENOMEM;
+    c->out_len += n;
+    if (head_only || !blen) return 0;
+    if (c->out_cap - c->out_len >= blen) {
+        memcpy(c->out + c->out_len, body, blen);
+        c->out_len += blen;
+        return 0;
+    }
+    int rc = flush(c);
+    if (rc < 0) return rc;
+    ssize_t s = ivy_sendall(c->fd, body, blen);
+    c->bytes_out += blen;
+    return s < 0 ? (int)s : 0;
+}
+
+static int respond_error(struct conn *c, int status, bool ka, time_t now)
+{
+    char body[64];
+    int n = snprintf(body, sizeof body, "%d %s\n", status, ivy_http_reason(status));
+    app.errors++;
+    return respond(c, status, "text/plain", body, (size_t)n, false, ka, 1, now);
+}
+
+static int respond_stats(struct conn *c, bool ka, int minor, bool head_only, time_t now)
+{
+    struct ivy_hub_stats hs;
+    ivy_hub_stats(&hs);
+    char body[512];
+    int n = snprintf(body, sizeof body,
+                     "{\"pid\":%d,\"worker\":%d,\"requests\":%llu,\"conns_open\":%llu,"
+                     "\"conns_total\":%llu,\"bytes_in\":%llu,\"bytes_out\":%llu,\"errors\":%llu,"
+                     "\"threads_alive\":%llu,\"loop_iterations\":%llu,\"max_loop_lag_ns\":%llu,"
+                     "\"draining\":%s}\n",
+                     (int)getpid(), ivy_worker_index(), (unsigned long long)app.requests,
+                     (unsigned long long)app.conns_open, (unsigned long long)app.conns_total,
+                     (unsigned long long)app.bytes_in, (unsigned long long)app.bytes_out,
+                     (unsigned long long)app.errors, (unsigned long long)hs.threads_alive,
+                     (unsigned long long)hs.iterations, (unsigned long long)hs.max_loop_lag_ns,
+                     ivy_worker_draining() ? "true" : "false");
+    return respond(c, 200, "application/json", body, (size_t)n, head_only, ka, minor, now);
+}
+
+/* ---- routing ----------------------------------------------------------------------------- */
+
+static bool path_is(const struct ivy_http_slice *s, const char *lit, size_t n)
+{
+    return s->len == n && !memcmp(s->p, lit, n);
+}
+#define PATH_IS(s, lit) path_is((s), (lit), sizeof(lit) - 1)
+
+/* N of "ms=N" in the query, capped; 0 when absent or malformed. */
+static uint64_t query_ms(const struct ivy_http_slice *q, uint64_t cap)
+{
+    if (!q->p || q->len < 4 || memcmp(q->p, "ms=", 3)) return 0;
+    uint64_t v = 0;
+    for (size_t i = 3; i < q->len && q->p[i] >= '0' && q->p[i] <= '9'; i++)
+        if ((v = v * 10 + (uint64_t)(q->p[i] - '0')) > cap) return cap;
+    return v;
+}
+
+static enum route route_of(const struct conn *c, const struct ivy_http_request *r)
+{
+    bool get = r->method_id == IVY_HTTP_GET || r->method_id == IVY_HTTP_HEAD;
+    if (PATH_IS(&r->path, "/")) return get ? R_HELLO : R_NOT_ALLOWED;
+    if (PATH_IS(&r->path, "/echo"))
+        return r->method_id == IVY_HTTP_POST || r->method_id == IVY_HTTP_PUT ? R_ECHO
+                                                                             : R_NOT_ALLOWED;
+    if (PATH_IS(&r->path, "/sleep")) return get ? R_SLEEP : R_NOT_ALLOWED;
+    if (PATH_IS(&r->path, "/stats")) return get ? R_STATS : R_NOT_ALLOWED;
+    if (c->test_routes && PATH_IS(&r->path, "/spin")) return get ? R_SPIN : R_NOT_ALLOWED;
+    return R_NOT_FOUND;
+}
+
+/* Answers one complete request. ms: the /sleep or /spin argument. */
+static int answer(struct conn *c, enum route rt, bool head_only, bool ka, int minor, uint64_t ms,
+                  const char *body, size_t blen, time_t *now)
+{
+    char msg[64];
+    int n;
+    c->nreq++;
+    switch (rt) {
+    case R_HELLO:
+        break;
+    case R_ECHO:
+        return respond(c, 200, "application/octet-stream", body, blen, false, ka, minor, *now);
+    case R_SLEEP:
+        /* Earlier answers of the batch leave first: the client should not wait for them. */
+        if (flush(c) < 0) return -EPIPE;
+        ivy_sleep((double)ms / 1000.0);
+        *now = time(NULL);
+        ka = ka && !ivy_worker_draining();
+        n = snprintf(msg, sizeof msg, "slept %llu ms\n", (unsigned long long)ms);
+        return respond(c, 200, "text/plain", msg, (size_t)n, head_only, ka, minor, *now);
+    case R_SPIN: {
+        /* Computes without yielding: the hub (and the worker's heartbeat) stalls meanwhile. */
+        uint64_t end = ivy_now_ns() + ms * 1000000u;
+        while (ivy_now_ns() < end) {
+        }
+        n = snprintf(msg, sizeof msg, "spun %llu ms\n", (unsigned long long)ms);
+        return respond(c, 200, "text/plain", msg, (size_t)n, head_only, ka, minor, *now);
+    }
+    case R_STATS:
+        return respond_stats(c, ka, minor, head_only, *now);
+    case R_NOT_FOUND:
+        return respond_error(c, 404, ka, *now);
+    case R_NOT_ALLOWED:
+        return respond_error(c, 405, ka, *now);
+    }
+    if (!ka || minor == 0 || head_only)
+        return respond(c, 200, "text/plain", hello_body, sizeof hello_body - 1, head_only, ka,
+                       minor, *now);
+    if (app.hello_time != *now) refresh_hello(*now);
+    char *o = out_room(c, app.hello_len);
+    if (!o) return -EPIPE;
+    memcpy(o, app.hello, app.hello_len);
+    c->out_len += app.hello_len;
+    return 0;
+}
+
+/* ---- the connection ---------------------------------------------------------------------- */
+
+/* The body of the pending request, once all of it is in: 1 (body set, off past it), 0 when
+ * more bytes are needed, or a parser error. */
+static int take_body(struct conn *c, const char **body, size_t *blen)
+{
+    struct pending *p = &c->p;
+    if (!p->chunked) {
+        if (c->len - c->off < p->need) return 0;
+        *body = c->in + c->off;
+        *blen = (size_t)p->need;
+        c->off += (size_t)p->need;
+        return 1;
+    }
+    /* Decoded bytes gather at in[off, off + decoded); undecoded ones follow, to len. */
+    size_t at = c->off + p->decoded, consumed, n;
+    int rc = ivy_http_chunked_decode(&p->ch, c->in + at, c->len - at, &consumed, &n);
+    if (rc < 0) return rc;
+    p->decoded += n;
+    if (rc == 0) {
+        c->len = c->off + p->decoded; /* the decoder keeps partial lines: append right here */
+        return 0;
+    }
+    *body = c->in + c->off;
+    *blen = p->decoded;
+    c->off = at + consumed;
+    return 1;
+}
+
+/*
+ * Parses and answers every complete request in in[off, len), into out. Returns 0 to read on,
+ * 1 once a final response is queued (flush, then close), or a negative error (close at once).
+ */
+static int process(struct conn *c, time_t *now)
+{
+    for (;;) {
+        struct pending *p = &c->p;
+        if (!p->active) {
+            if (c->off == c->len) return 0;
+            struct ivy_http_request *r = &c->req;
+            int rc = ivy_http_parse_request(c->in + c->off, c->len - c->off, r);
+            if (rc == 0) return 0;
+            if (rc < 0) {
+                c->nreq++;
+                return respond_error(c, ivy_http_error_status(rc), false, *now) < 0 ? -EPIPE : 1;
+            }
+            c->off += (size_t)rc;
+            *p = (struct pending){
+                .keep_alive = r->keep_alive,
+                .head_only = r->method_id == IVY_HTTP_HEAD,
+                .expect = r->expect_continue,
+                .route = route_of(c, r),
+                .version_minor = r->version_minor,
+            };
+            if (p->route == R_SLEEP || p->route == R_SPIN)
+                p->ms = query_ms(&r->query, p->route == R_SLEEP ? SLEEP_MAX_MS : SPIN_MAX_MS);
+            if (r->chunked) {
+                p->active = p->chunked = true;
+                ivy_http_chunked_init(&p->ch, 0);
+            } else if (r->content_length > 0) {
+                p->active = true;
+                p->need = (uint64_t)r->content_length;
+            }
+        }
+        const char *body = NULL;
+        size_t blen = 0;
+        if (p->active) {
+            int rc = take_body(c, &body, &blen);
+            if (rc < 0) {
+                c->nreq++;
+                return respond_error(c, ivy_http_error_status(rc), false, *now) < 0 ? -EPIPE : 1;
+            }
+            if (rc == 0) {
+                if (p->expect && !p->continued) {
+                    /* The client waits for this before sending the body (RFC 9110 §10.1.1). */
+                    p->continued = true;
+                    char *o = out_room(c, sizeof IVY_HTTP_CONTINUE - 1);
+                    if (!o) return -EPIPE;
+                    memcpy(o, IVY_HTTP_CONTINUE, sizeof IVY_HTTP_CONTINUE - 1);
+                    c->out_len += sizeof IVY_HTTP_CONTINUE - 1;
+                }
+                return 0;
+            }
+            p->active = false;
+        }
+        bool ka = p->keep_alive && !ivy_worker_draining();
+        if (answer(c, p->route, p->head_only, ka, p->version_minor, p->ms, body, blen, now) < 0)
+            return -EPIPE;
+        if (!ka) return 1;
+    }
+}
+
+static void release_in(struct conn *c)
+{
+    if (c->cap == IN_SIZE)
+        pool_put(&app.in, c->in);
+    else
+        free(c->in);
+    c->in = NULL;
+    c->cap = c->off = c->len = 0;
+}
+
+/* Receives more bytes after in[len), making room first. */
+static ssize_t fill(struct conn *c)
+{
+    if (!c->in) {
+        if (!(c->in = pool_get(&app.in, IN_SIZE))) return -ENOMEM;
+        c->cap = IN_SIZE;
+    }
+    if (c->off && c->off == c->len) {
+        c->off = c->len = 0;
+    } else if (c->off && c->cap - c->len < c->cap / 4) {
+        /* Keep the unconsumed tail at the front so a head or body can grow in place. */
+        memmove(c->in, c->in + c->off, c->len - c->off);
+        c->len -= c->off;
+        c->off = 0;
+    }
+    if (c->len == c->cap) {
+        size_t cap = c->cap * 2;
+        char *b = c->cap == IN_SIZE ? malloc(cap) : realloc(c->in, cap);
+        if (!b) return -ENOMEM;
+        if (c->cap == IN_SIZE) {
+            memcpy(b, c->in, c->len);
+            pool_put(&app.in, c->in);
+        }
+        c->in = b;
+        c->cap = cap;
+    }
+    return ivy_recv(c->fd, c->in + c->len, c->cap - c->len);
+}
+
+/* After our last response: stop sending, and read what the peer still sends until it closes,
+ * so that closing does not reset the connection before it has read the response. */
+static void linger(struct conn *c)
+{
+    char buf[4096];
+    size_t dropped = 0;
+    struct ivy_timeout to;
+    if (ivy_shutdown(c->fd, SHUT_WR) < 0 || ivy_timeout_begin(&to, LINGER_SECONDS) < 0) return;
+    ssize_t n;
+    while (dropped < LINGER_BYTES && (n = ivy_recv(c->fd, buf, sizeof buf)) > 0)
+        dropped += (size_t)n;
+    ivy_timeout_end(&to);
+}
+
+static void serve(struct conn *c)
+{
+    for (;;) {
+        /* Idle: waiting for a request with nothing half-read; a draining worker wakes us. */
+        bool idle = c->off == c->len && !c->p.active;
+        if (idle) {
+            if (c->out) {
+                pool_put(&app.out, c->out);
+                c->out = NULL;
+            }
+            if (ivy_worker_draining()) return;
+        }
+        ivy_conn_set_idle(&c->reg, idle);
+        ssize_t n = fill(c);
+        ivy_conn_set_idle(&c->reg, false);
+        if (n <= 0) return; /* the peer closed, an error, or -ESHUTDOWN: drained while idle */
+        c->len += (size_t)n;
+        c->bytes_in += (uint64_t)n;
+        time_t now = time(NULL);
+        int rc = process(c, &now);
+        if (rc < 0 || flush(c) < 0) return;
+        if (rc > 0) {
+            linger(c);
+            return;
+        }
+        if (c->off == c->len && !c->p.active) release_in(c);
+        if (ivy_worker_draining() && c->off == c->len && !c->p.active) return;
+    }
+}
+
+static void *conn_main(void *arg)
+{
+    struct conn c;
+    memset(&c, 0, offsetof(struct conn, req));
+    c.fd = (int)((intptr_t)arg >> 1);
+    c.test_routes = (intptr_t)arg & 1;
+    c.req.body_limit = 0;
+    ivy_conn_open(&c.reg);
+    app.conns_open++;
+    app.conns_total++;
+    serve(&c);
+    flush(&c);
+    app.conns_open--;
+    ivy_conn_close(&c.reg);
+    release_in(&c);
+    pool_put(&app.out, c.out);
+    ivy_close(c.fd);
+    return NULL;
+}
+
+void ivy_http_app(int listen_fd, void *arg)
+{
+    const struct ivy_http_app_options *o = arg;
+    intptr_t test_routes = o && o->test_routes;
+    app.worker_hdr_len =
+        (size_t)snprintf(app.worker_hdr, sizeof app.worker_hdr, "X-Ivy-Worker: %d/%d\r\n",
+                         ivy_worker_index(), (int)getpid());
+    app.hello_time = -1;
+    /* Accepted sockets inherit TCP_NODELAY: one system call here rather than one per accept;
+     * without it a response that leaves in two sends would wait for a delayed ACK. */
+    int one = 1;
+    setsockopt(listen_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    int fd;
+    while ((fd = ivy_accept(listen_fd, NULL)) >= 0) {
+        /* The descriptor and the flag travel in the pointer: nothing to allocate or free. */
+        if (ivy_spawn_n(conn_main, (void *)((intptr_t)fd << 1 | test_routes)) < 0) ivy_close(fd);
+    }
+    if (fd != -ESHUTDOWN) fprintf(stderr, "ivy: http: accept: %s\n", strerror(-fd));
+}
