@@ -296,8 +296,13 @@ int ivy_load_main(int argc, char **argv)
     sigaction(SIGINT, &sa, &old_int);
     sigaction(SIGTERM, &sa, &old_term);
     ivy__load_stop = 0;
-    if (!c->json) ivy_load_print_header(&c->o, c->shown);
-    rc = ivy_load_run(&c->o, r);
+    char addr[64];
+    if (ivy__load_resolve(c->host, addr, sizeof addr) < 0) {
+        rc = -ENOENT; /* said before the header, not after */
+    } else {
+        if (!c->json) ivy_load_print_header(&c->o, c->shown);
+        rc = ivy_load_run(&c->o, r);
+    }
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
     if (rc == -ENOENT) {

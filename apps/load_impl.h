@@ -91,6 +91,9 @@ struct ivy_load_report {
 int ivy__load_worker(const struct ivy_load_plan *p, unsigned index,
                      struct ivy_load_progress *progress, struct ivy_load_report *rep);
 
+/* host's first address, numeric, into out; -ENOENT when it does not resolve (load_run.c). */
+int ivy__load_resolve(const char *host, char *out, size_t n);
+
 /* The number of workers opts ask for, after defaults (load_run.c). */
 unsigned ivy__load_workers(const struct ivy_load_opts *o);
 

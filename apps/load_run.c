@@ -49,7 +49,7 @@ static int check(struct ivy_load_opts *o)
     return 0;
 }
 
-static int resolve(const char *host, char *out, size_t n)
+int ivy__load_resolve(const char *host, char *out, size_t n)
 {
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai;
     if (getaddrinfo(host, NULL, &hints, &ai) != 0) return -ENOENT;
@@ -279,7 +279,7 @@ int ivy_load_run(const struct ivy_load_opts *opts, struct ivy_load_result *out)
     struct ivy_load_plan p = {.o = *opts};
     int rc = check(&p.o);
     if (rc < 0) return rc;
-    if ((rc = resolve(p.o.host, p.addr, sizeof p.addr)) < 0) return rc;
+    if ((rc = ivy__load_resolve(p.o.host, p.addr, sizeof p.addr)) < 0) return rc;
     if ((rc = cpus(&p)) < 0) return rc;
     p.workers = ivy__load_workers(&p.o);
     struct slot *s = calloc(p.workers, sizeof *s);
