@@ -153,6 +153,9 @@ static void *signals(void *arg)
 static void *app_main(void *arg)
 {
     w.o->app(w.lfd, w.o->app_arg);
+    /* Accepting is over: closing the socket now refuses new connections at once, and with
+       tcp_migrate_req hands those still queued in the kernel to a live sibling. */
+    ivy_close(w.lfd);
     return NULL;
 }
 
@@ -177,6 +180,7 @@ void ivy__worker_main(const struct ivy_cluster_options *o, struct ivy_stats_shm 
     w.max_requests = o->max_requests;
     pid_t supervisor = (pid_t)shm->supervisor_pid;
     prctl(PR_SET_PDEATHSIG, SIGKILL);
+    signal(SIGPIPE, SIG_IGN);
     if (getppid() != supervisor) _exit(1); /* it died before we could ask */
     close(sigfd_parent);
 
