@@ -30,7 +30,9 @@ run: release
 bench:
 	@scripts/deps.sh $(BENCH_DEPS)
 	@$(MAKE) --no-print-directory release
-	@set -e; for b in build/bench/*; do [ -x "$$b" ] && [ -f "$$b" ] && echo "== $$b" && "$$b"; done; \
+	@set -e; for b in build/bench/*; do \
+	  case "$${b##*/}" in raw_*_server) continue;; esac; \
+	  [ -x "$$b" ] && [ -f "$$b" ] && echo "== $$b" && "$$b"; done; \
 	  for s in bench/*.sh; do [ -f "$$s" ] && echo "== $$s" && bash "$$s"; done; true
 
 format:

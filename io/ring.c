@@ -63,6 +63,12 @@ int ivy__ring_init(struct ivy_hub *h, unsigned entries, bool quiet)
         }
         if (rc == 0) {
             h->ring_flags = p.flags;
+            /*
+             * Enter through a registered ring index: each io_uring_enter then skips the fd table
+             * lookup and file reference count. Optional (Linux >= 5.18, 16 per thread); the
+             * ring is this thread's alone anyway, and io_uring_queue_exit unregisters it.
+             */
+            io_uring_register_ring_fd(&h->ring);
             if (tries[i].missing && !quiet)
                 fprintf(stderr, "ivy: io_uring: %s unavailable, falling back to %s\n",
                         tries[i].missing, tries[i].flags ? "IORING_SETUP_COOP_TASKRUN" : "defaults");
