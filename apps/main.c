@@ -1,0 +1,239 @@
+/*
+ * The `ivy` command: serve (a cluster running the http or echo app), load (the load
+ * generator), stats (a live table of a running server's shared-memory counters).
+ */
+#include "cluster_impl.h"
+#include "echo_app.h"
+#include "http_app.h"
+#include "ivy/cluster.h"
+#include "load.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void usage(FILE *out)
+{
+    fputs("usage: ivy <command> [options]\n"
+          "\n"
+          "commands:\n"
+          "  serve   run a server: one pinned worker process per CPU under a supervisor\n"
+          "  load    generate HTTP or echo load (ivy load --help)\n"
+          "  stats   show a running server's counters (ivy stats --help)\n",
+          out);
+}
+
+static void serve_usage(FILE *out)
+{
+    fputs("usage: ivy serve [options]\n"
+          "  --app http|echo           the application (default http)\n"
+          "  --listen HOST:PORT        address to listen on (default 127.0.0.1:8080)\n"
+          "  --workers N               worker processes (default: CPUs in the affinity mask)\n"
+          "  --timeout S               kill a worker silent for S seconds (default 30, 0 off)\n"
+          "  --graceful-timeout S      drain time on SIGTERM/SIGINT/SIGHUP (default 30)\n"
+          "  --max-requests N          recycle a worker after N requests (default never)\n"
+          "  --stats-listen HOST:PORT  serve Prometheus metrics at /metrics\n"
+          "  --quiet                   no start-up lines\n"
+          "signals: TERM/INT drain and exit 0, QUIT stops at once, HUP replaces the workers\n"
+          "one at a time.\n",
+          out);
+}
+
+/* "HOST:PORT", "[V6]:PORT", ":PORT" or "PORT". host points into a static buffer. */
+static int parse_listen(const char *s, const char **host, int *port)
+{
+    static char buf[256];
+    const char *colon = strrchr(s, ':');
+    const char *p = colon ? colon + 1 : s;
+    char *end;
+    long v = strtol(p, &end, 10);
+    if (*p == 0 || *end || v < 0 || v > 65535) return -EINVAL;
+    *port = (int)v;
+    if (!colon || colon == s) {
+        *host = "0.0.0.0";
+        if (!colon) *host = "127.0.0.1";
+        return 0;
+    }
+    size_t n = (size_t)(colon - s);
+    if (s[0] == '[' && n >= 2 && s[n - 1] == ']') {
+        s++;
+        n -= 2;
+    }
+    if (n >= sizeof buf) return -EINVAL;
+    memcpy(buf, s, n);
+    buf[n] = 0;
+    *host = buf;
+    return 0;
+}
+
+static bool parse_seconds(const char *s, double *out)
+{
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || *end || !(v >= 0)) return false;
+    *out = v;
+    return true;
+}
+
+static int cmd_serve(int argc, char **argv, char **main_argv)
+{
+    static struct ivy_http_app_options http_opts;
+    struct ivy_cluster_options o = {.app_name = "http", .argv = main_argv};
+    enum { O_APP = 256, O_LISTEN, O_WORKERS, O_TIMEOUT, O_GRACE, O_MAXREQ, O_STATS, O_QUIET,
+           O_TEST };
+    static const struct option opts[] = {
+        {"app", required_argument, 0, O_APP},
+        {"listen", required_argument, 0, O_LISTEN},
+        {"workers", required_argument, 0, O_WORKERS},
+        {"timeout", required_argument, 0, O_TIMEOUT},
+        {"graceful-timeout", required_argument, 0, O_GRACE},
+        {"max-requests", required_argument, 0, O_MAXREQ},
+        {"stats-listen", required_argument, 0, O_STATS},
+        {"quiet", no_argument, 0, O_QUIET},
+        {"test-routes", no_argument, 0, O_TEST},
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        char *end = NULL;
+        switch (c) {
+        case O_APP:
+            if (strcmp(optarg, "http") && strcmp(optarg, "echo")) {
+                fprintf(stderr, "ivy serve: unknown app '%s' (http or echo)\n", optarg);
+                return 2;
+            }
+            o.app_name = strcmp(optarg, "http") ? "echo" : "http";
+            break;
+        case O_LISTEN:
+            if (parse_listen(optarg, &o.host, &o.port) < 0) {
+                fprintf(stderr, "ivy serve: bad --listen '%s' (HOST:PORT)\n", optarg);
+                return 2;
+            }
+            if (o.port == 0) {
+                fprintf(stderr, "ivy serve: --listen needs a port other than 0: every worker "
+                                "must bind the same one\n");
+                return 2;
+            }
+            break;
+        case O_WORKERS:
+            o.workers = (int)strtol(optarg, &end, 10);
+            if (*end || o.workers < 1 || o.workers > 4096) {
+                fprintf(stderr, "ivy serve: bad --workers '%s'\n", optarg);
+                return 2;
+            }
+            break;
+        case O_TIMEOUT:
+            if (!parse_seconds(optarg, &o.timeout)) goto bad_seconds;
+            if (o.timeout == 0) o.timeout = -1; /* 0 on the command line: off */
+            break;
+        case O_GRACE:
+            if (!parse_seconds(optarg, &o.graceful_timeout)) goto bad_seconds;
+            break;
+        case O_MAXREQ:
+            o.max_requests = strtoull(optarg, &end, 10);
+            if (*end || optarg[0] == '-') {
+                fprintf(stderr, "ivy serve: bad --max-requests '%s'\n", optarg);
+                return 2;
+            }
+            break;
+        case O_STATS:
+            o.stats_listen = optarg;
+            break;
+        case O_QUIET:
+            o.quiet = true;
+            break;
+        case O_TEST:
+            http_opts.test_routes = true;
+            break;
+        case 'h':
+            serve_usage(stdout);
+            return 0;
+        default:
+            serve_usage(stderr);
+            return 2;
+        }
+        continue;
+    bad_seconds:
+        fprintf(stderr, "ivy serve: bad number of seconds '%s'\n", optarg);
+        return 2;
+    }
+    if (optind < argc) {
+        fprintf(stderr, "ivy serve: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    if (!strcmp(o.app_name, "echo")) {
+        o.app = ivy_echo_app;
+    } else {
+        o.app = ivy_http_app;
+        o.app_arg = &http_opts;
+    }
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    return ivy_cluster_run(&o);
+}
+
+static int cmd_stats(int argc, char **argv)
+{
+    pid_t pid = 0;
+    bool once = false;
+    double interval = 1;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--once")) {
+            once = true;
+        } else if (!strcmp(argv[i], "--interval") && i + 1 < argc) {
+            if (!parse_seconds(argv[++i], &interval) || interval <= 0) return 2;
+        } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            puts("usage: ivy stats [PID] [--once] [--interval S]\n"
+                 "Shows the counters of the running server whose supervisor is PID (default: "
+                 "the newest one).");
+            return 0;
+        } else {
+            pid = (pid_t)atoi(argv[i]);
+            if (pid <= 0) {
+                fprintf(stderr, "ivy stats: bad argument '%s'\n", argv[i]);
+                return 2;
+            }
+        }
+    }
+    size_t len;
+    struct ivy_stats_shm *s = ivy__stats_open(pid, &len);
+    if (!s) {
+        fprintf(stderr, "ivy stats: no running ivy server found%s\n",
+                pid ? " with that pid" : " (/dev/shm/ivy-stats.*)");
+        return 1;
+    }
+    uint64_t *prev = calloc(s->nslots, sizeof *prev);
+    bool tty = isatty(STDOUT_FILENO);
+    for (int round = 0;; round++) {
+        if (tty && !once) fputs("\033[H\033[2J", stdout);
+        ivy__stats_table(s, stdout, round ? prev : NULL, interval);
+        fflush(stdout);
+        if (once) break;
+        for (unsigned i = 0; i < s->nslots; i++) prev[i] = IVY_LOAD(s->slot[i].requests);
+        usleep((useconds_t)(interval * 1e6));
+        if (kill((pid_t)s->supervisor_pid, 0) != 0) {
+            fprintf(stderr, "ivy stats: the server stopped\n");
+            break;
+        }
+    }
+    free(prev);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (!strcmp(argv[1], "serve")) return cmd_serve(argc - 1, argv + 1, argv);
+    if (!strcmp(argv[1], "load")) return ivy_load_main(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "stats")) return cmd_stats(argc - 1, argv + 1);
+    fprintf(stderr, "ivy: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}
