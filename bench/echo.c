@@ -34,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -47,11 +48,20 @@ enum { UD_RECV = 1, UD_SEND = 2 };
 static const double WARMUP_S = 0.5;
 
 static int server_cpu = -1, client_cpu = -1;
+static pid_t server_pid; /* the server running now, killed if we die */
 
 static void die(const char *what, int err)
 {
     fprintf(stderr, "echo: %s: %s\n", what, strerror(err));
+    if (server_pid > 0) kill(server_pid, SIGKILL);
     exit(1);
+}
+
+/* In a server child: die with the bench, however it ends. */
+static void die_with_parent(pid_t parent)
+{
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(1); /* it died before prctl */
 }
 
 static double now_s(void)
@@ -106,6 +116,21 @@ static double proc_cpu_s(pid_t pid)
     return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
 }
 
+/*
+ * Seconds the process's main thread has waited, runnable, for a CPU (the second field of
+ * /proc/PID/schedstat): how much other load on the machine held the server back.
+ */
+static double proc_wait_s(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/schedstat", (int)pid);
+    FILE *f = fopen(path, "r");
+    unsigned long long run, wait;
+    int n = f ? fscanf(f, "%llu %llu", &run, &wait) : 0;
+    if (f) fclose(f);
+    return n == 2 ? (double)wait / 1e9 : NAN;
+}
+
 /* ---- the ivy server: what the abstraction costs ------------------------------------------ */
 
 static void *ivy_conn(void *arg)
@@ -136,9 +161,10 @@ static pid_t start_ivy(int *port)
     int one = 1; /* accepted sockets inherit it, as raw_echo_server's do */
     setsockopt(listener, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     *port = ivy_local_port(listener);
-    pid_t pid = fork();
+    pid_t parent = getpid(), pid = fork();
     if (pid < 0) die("fork", errno);
     if (pid == 0) {
+        die_with_parent(parent);
         pin(server_cpu);
         struct ivy_hub_options o = {.quiet = true};
         if (ivy_hub_init(&o) < 0 || ivy_spawn_n(ivy_acceptor, (void *)(intptr_t)listener) < 0)
@@ -186,10 +212,11 @@ static pid_t start_raw(int *port)
     int pipefd[2];
     *port = free_port();
     if (pipe(pipefd) != 0) die("pipe", errno);
-    pid_t pid = fork();
+    pid_t parent = getpid(), pid = fork();
     if (pid < 0) die("fork", errno);
     if (pid == 0) {
         char arg[16];
+        die_with_parent(parent); /* kept across exec */
         snprintf(arg, sizeof arg, "%d", *port);
         pin(server_cpu);
         dup2(pipefd[1], STDOUT_FILENO);
@@ -342,9 +369,26 @@ static bool client_cqe(struct client *c, const struct io_uring_cqe *cqe)
     return true;
 }
 
+/* Says whether a silent server was starved of CPU (state R) or waits for what never came. */
+static void server_silent(pid_t pid)
+{
+    char path[64], buf[512] = "";
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (f) {
+        if (!fgets(buf, sizeof buf, f)) buf[0] = 0;
+        fclose(f);
+    }
+    char *p = strrchr(buf, ')');
+    fprintf(stderr, "echo: no reply for 5 s; server %d in state %c, %.2f CPU-s so far\n", (int)pid,
+            p ? p[2] : '?', proc_cpu_s(pid));
+    die("the server stopped answering", ETIME);
+}
+
 struct result {
     double rps, server_cpu_us, server_busy, client_busy;
-    double client_idle; /* share of the client's polls that found no reply: its headroom */
+    double server_starved; /* share of the time the server waited, runnable, for its CPU */
+    double client_idle;    /* share of the client's polls that found no reply: its headroom */
 };
 
 /* Ping-pongs until `seconds` after the warm-up; what the server did in that window. */
@@ -354,7 +398,7 @@ static struct result client_run(struct client *c, pid_t server, double seconds)
         client_arm_recv(c, i);
         client_send(c, i);
     }
-    double t = now_s(), t0 = t + WARMUP_S, t1 = t0 + seconds, cpu0 = 0, mine0 = 0;
+    double t = now_s(), t0 = t + WARMUP_S, t1 = t0 + seconds, cpu0 = 0, wait0 = 0, mine0 = 0;
     double last_reply = t;
     uint64_t msgs0 = 0, polls = 0, empty = 0;
     bool measuring = false;
@@ -382,14 +426,15 @@ static struct result client_run(struct client *c, pid_t server, double seconds)
         polls++;
         if (seen)
             last_reply = t;
-        else if (t - last_reply > 2)
-            die("the server stopped answering", ETIME);
+        else if (t - last_reply > 5)
+            server_silent(server);
         empty += !seen;
         if (!measuring && t >= t0) {
             measuring = true;
             t0 = t;
             msgs0 = c->msgs;
             cpu0 = proc_cpu_s(server);
+            wait0 = proc_wait_s(server);
             mine0 = proc_cpu_s(getpid());
             polls = empty = 0;
         }
@@ -399,6 +444,7 @@ static struct result client_run(struct client *c, pid_t server, double seconds)
     return (struct result){.rps = msgs / wall,
                            .server_cpu_us = cpu * 1e6 / msgs,
                            .server_busy = cpu / wall,
+                           .server_starved = (proc_wait_s(server) - wait0) / wall,
                            .client_busy = mine / wall,
                            .client_idle = (double)empty / (double)(polls ? polls : 1)};
 }
@@ -406,16 +452,17 @@ static struct result client_run(struct client *c, pid_t server, double seconds)
 static struct result measure(const char *name, bool ivy, int conns, double seconds)
 {
     int port;
-    pid_t pid = ivy ? start_ivy(&port) : start_raw(&port);
+    pid_t pid = server_pid = ivy ? start_ivy(&port) : start_raw(&port);
     struct client c;
     client_open(&c, port, conns);
     struct result r = client_run(&c, pid, seconds);
     client_close(&c);
     stop_server(pid);
-    printf("  %-4s %9.0f req/s  server %5.2f CPU-us/msg, %3.0f%% busy   client %3.0f%% busy, "
-           "%3.0f%% of polls idle   (server pid %d)\n",
-           name, r.rps, r.server_cpu_us, 100 * r.server_busy, 100 * r.client_busy,
-           100 * r.client_idle, (int)pid);
+    server_pid = 0;
+    printf("  %-4s %9.0f req/s   server: %5.2f CPU-us/msg, %3.0f%% busy, %3.0f%% runnable "
+           "waiting for its CPU   client: %3.0f%% busy, %3.0f%% of polls idle   (server pid %d)\n",
+           name, r.rps, r.server_cpu_us, 100 * r.server_busy, 100 * r.server_starved,
+           100 * r.client_busy, 100 * r.client_idle, (int)pid);
     fflush(stdout);
     return r;
 }
