@@ -1,7 +1,7 @@
 /*
  * The echo app: every byte back as it comes, one green thread per connection. A connection
  * is idle whenever it waits to receive (echo has no requests to finish), so a draining worker
- * closes each one at its next wait.
+ * closes it once it has been quiet for a moment.
  */
 #include "echo_app.h"
 
@@ -20,7 +20,6 @@ static void *echo_conn(void *arg)
     ivy_conn_open(&c);
     for (;;) {
         ivy_conn_set_idle(&c, true);
-        if (ivy_worker_draining()) break;
         ssize_t n = ivy_recv(fd, buf, sizeof buf);
         ivy_conn_set_idle(&c, false);
         if (n <= 0 || ivy_sendall(fd, buf, (size_t)n) < 0) break;

@@ -62,7 +62,7 @@ struct conn {
     struct ivy_conn reg;
     int fd;
     bool test_routes;
-    bool closing; /* a final response is in out: flush, then close */
+    ivy_reader *rd;
     char *in;
     size_t cap, off, len;
     char *out;
@@ -81,6 +81,7 @@ struct pool {
 
 static __thread struct {
     struct pool in, out;
+    char landing[IN_SIZE - 1]; /* below the reader's buffer size, so it always buffers */
     char worker_hdr[64]; /* "X-Ivy-Worker: 0/1234\r\n" */
     size_t worker_hdr_len;
     time_t hello_time;
@@ -396,8 +397,15 @@ static void release_in(struct conn *c)
 static ssize_t fill(struct conn *c)
 {
     if (!c->in) {
+        if (!c->rd && !(c->rd = ivy_reader_new(c->fd, 1))) return -ENOMEM;
+        /* Idle: the reader's receive takes a ring buffer only once bytes arrive, and hands
+         * them over in the worker's landing buffer; only then do we take an input buffer. */
+        ssize_t n = ivy_reader_read(c->rd, app.landing, sizeof app.landing);
+        if (n <= 0) return n;
         if (!(c->in = pool_get(&app.in, IN_SIZE))) return -ENOMEM;
         c->cap = IN_SIZE;
+        memcpy(c->in, app.landing, (size_t)n);
+        return n;
     }
     if (c->off && c->off == c->len) {
         c->off = c->len = 0;
@@ -418,7 +426,7 @@ static ssize_t fill(struct conn *c)
         c->in = b;
         c->cap = cap;
     }
-    return ivy_recv(c->fd, c->in + c->len, c->cap - c->len);
+    return ivy_reader_read(c->rd, c->in + c->len, c->cap - c->len);
 }
 
 /* After our last response: stop sending, and read what the peer still sends until it closes,
@@ -440,12 +448,9 @@ static void serve(struct conn *c)
     for (;;) {
         /* Idle: waiting for a request with nothing half-read; a draining worker wakes us. */
         bool idle = c->off == c->len && !c->p.active;
-        if (idle) {
-            if (c->out) {
-                pool_put(&app.out, c->out);
-                c->out = NULL;
-            }
-            if (ivy_worker_draining()) return;
+        if (idle && c->out) {
+            pool_put(&app.out, c->out);
+            c->out = NULL;
         }
         ivy_conn_set_idle(&c->reg, idle);
         ssize_t n = fill(c);
@@ -461,7 +466,6 @@ static void serve(struct conn *c)
             return;
         }
         if (c->off == c->len && !c->p.active) release_in(c);
-        if (ivy_worker_draining() && c->off == c->len && !c->p.active) return;
     }
 }
 
@@ -480,6 +484,7 @@ static void *conn_main(void *arg)
     app.conns_open--;
     ivy_conn_close(&c.reg);
     release_in(&c);
+    ivy_reader_free(c.rd);
     pool_put(&app.out, c.out);
     ivy_close(c.fd);
     return NULL;

@@ -10,8 +10,9 @@
  *
  * Draining (SIGTERM/SIGINT, or the supervisor replacing us): stop accepting (connections
  * already taken from the kernel are still served; those in the kernel's queue migrate when the
- * socket closes), wake idle connections so they close between requests, let busy ones answer
- * with Connection: close, and leave when none is left or graceful_timeout has passed.
+ * socket closes), answer every request still coming with Connection: close, close connections
+ * idle for longer than a short grace (so a keep-alive client's next request, already on its
+ * way, is answered rather than reset), and leave when none is left or graceful_timeout passed.
  */
 #include "cluster_impl.h"
 #include "socket_impl.h"
@@ -25,6 +26,8 @@
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
+
+#define DRAIN_IDLE_GRACE_NS (250 * 1000000ull)
 
 static struct {
     const struct ivy_cluster_options *o;
@@ -73,7 +76,17 @@ void ivy_conn_close(struct ivy_conn *c)
 
 void ivy_conn_set_idle(struct ivy_conn *c, bool idle)
 {
+    if (idle && !c->idle) c->idle_since = ivy_now_ns();
     c->idle = idle;
+}
+
+/* Draining: close connections quiet for longer than the grace, between requests only. */
+static void close_idle(void)
+{
+    uint64_t now = ivy_now_ns();
+    for (struct ivy_conn *c = w.conns; c; c = c->next)
+        if (c->idle && now - c->idle_since > DRAIN_IDLE_GRACE_NS)
+            ivy__interrupt(c->thread, -ESHUTDOWN);
 }
 
 void ivy_worker_count(uint64_t requests, uint64_t bytes_in, uint64_t bytes_out)
@@ -95,8 +108,6 @@ static void drain_start(void)
     double g = w.o->graceful_timeout > 0 ? w.o->graceful_timeout : 30;
     w.drain_deadline = ivy__mono_ns() + (uint64_t)(g * 1e9);
     ivy_accept_stop(w.lfd);
-    for (struct ivy_conn *c = w.conns; c; c = c->next)
-        if (c->idle) ivy__interrupt(c->thread, -ESHUTDOWN);
 }
 
 /* The hub calls this every loop iteration: a store or four, no syscall. */
@@ -118,7 +129,12 @@ static void *ticker(void *arg)
     for (;;) {
         ivy_sleep(w.draining ? 0.01 : period);
         if (!w.draining) continue;
-        if (!w.conns && ivy_thread_done(w.app)) break;
+        close_idle();
+        /* Done when only this thread and the signal reader are left: counting live threads
+           rather than registered connections also covers one spawned but not started yet. */
+        struct ivy_hub_stats st;
+        ivy_hub_stats(&st);
+        if (st.threads_alive <= 2 && ivy_thread_done(w.app)) break;
         if (ivy__mono_ns() > w.drain_deadline) {
             fprintf(stderr, "ivy: worker %d: graceful timeout, closing connections still open\n",
                     w.slot->index);

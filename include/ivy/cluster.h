@@ -59,11 +59,16 @@ struct ivy_conn {
     ivy_thread *thread;
     struct ivy_conn *prev, *next;
     bool idle; /* waiting for the next request with nothing half-read */
+    uint64_t idle_since;
 };
 
 void ivy_conn_open(struct ivy_conn *c);
 void ivy_conn_close(struct ivy_conn *c);
-/* Idle connections of a draining worker are woken: their pending call returns -ESHUTDOWN. */
+/*
+ * A draining worker closes connections idle for longer than a short grace (250 ms): their
+ * pending call returns -ESHUTDOWN. A client that sends its next request within the grace gets
+ * its answer with Connection: close instead, so keep-alive clients lose nothing.
+ */
 void ivy_conn_set_idle(struct ivy_conn *c, bool idle);
 /* Counts served requests and bytes; may start recycling the worker (max_requests). */
 void ivy_worker_count(uint64_t requests, uint64_t bytes_in, uint64_t bytes_out);

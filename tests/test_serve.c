@@ -1,0 +1,232 @@
+/*
+ * End-to-end tests of `ivy serve`: the real binary, real processes and signals, real clients
+ * (curl, wrk, raw sockets).
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+static char ivy_bin[512];
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    bind(fd, (struct sockaddr *)&a, sizeof a);
+    getsockname(fd, (struct sockaddr *)&a, &len);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+static int dial(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct timeval tv = {5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) == 0) return fd;
+    close(fd);
+    return -1;
+}
+
+/* Starts `ivy serve` with extra arguments; returns the supervisor's pid once it answers. */
+static pid_t serve(int port, const char *const *extra)
+{
+    char listen[32];
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
+    const char *argv[32] = {ivy_bin, "serve", "--listen", listen, "--quiet"};
+    int n = 5;
+    for (; extra && *extra; extra++) argv[n++] = *extra;
+    argv[n] = NULL;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        int devnull = open("/dev/null", O_WRONLY);
+        dup2(devnull, STDOUT_FILENO);
+        execv(ivy_bin, (char **)argv);
+        _exit(127);
+    }
+    int fd = -1;
+    for (int i = 0; i < 400 && fd < 0; i++) {
+        if ((fd = dial(port)) < 0) sleep_ms(10);
+    }
+    assert_true(fd >= 0);
+    close(fd);
+    sleep_ms(300); /* every worker listening, not just the first */
+    return pid;
+}
+
+static int wait_exit(pid_t pid, int timeout_ms)
+{
+    int status;
+    for (int i = 0; i < timeout_ms / 10; i++, sleep_ms(10))
+        if (waitpid(pid, &status, WNOHANG) == pid) return status;
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    fail_msg("ivy serve did not exit within %d ms", timeout_ms);
+    return -1;
+}
+
+static void stop(pid_t pid)
+{
+    kill(pid, SIGTERM);
+    int status = wait_exit(pid, 10000);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+/* Runs a command, returns its stdout (static buffer). */
+static const char *run(const char *cmd)
+{
+    static char out[65536];
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t n = fread(out, 1, sizeof out - 1, p);
+    out[n] = 0;
+    pclose(p);
+    return out;
+}
+
+static void curl_and_raw_clients_reach_both_workers(void **state)
+{
+    int port = free_port();
+    pid_t sup = serve(port, (const char *[]){"--workers", "2", NULL});
+    char cmd[1024], seen[2][32] = {"", ""};
+    for (int i = 0; i < 60 && !seen[1][0]; i++) {
+        snprintf(cmd, sizeof cmd, "curl -s -i http://127.0.0.1:%d/", port);
+        const char *r = run(cmd);
+        assert_non_null(strstr(r, "HTTP/1.1 200 OK\r\n"));
+        assert_non_null(strstr(r, "\r\n\r\nHello, World!"));
+        const char *w = strstr(r, "X-Ivy-Worker: ");
+        assert_non_null(w);
+        char id[32];
+        sscanf(w + 14, "%31[^\r]", id);
+        if (!seen[0][0])
+            strcpy(seen[0], id);
+        else if (strcmp(seen[0], id))
+            strcpy(seen[1], id);
+    }
+    assert_true(seen[1][0] != 0); /* two different index/pid pairs answered */
+    /* A raw client on one keep-alive connection, two requests. */
+    int fd = dial(port);
+    const char *req = "GET / HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n";
+    assert_int_equal(send(fd, req, strlen(req), 0), (ssize_t)strlen(req));
+    char buf[4096];
+    size_t got = 0;
+    int bodies = 0;
+    ssize_t k;
+    while (bodies < 2 && (k = recv(fd, buf + got, sizeof buf - 1 - got, 0)) > 0) {
+        got += (size_t)k;
+        buf[got] = 0;
+        bodies = 0;
+        for (char *p = buf; (p = strstr(p, "Hello, World!")); p++) bodies++;
+    }
+    assert_int_equal(bodies, 2);
+    close(fd);
+    snprintf(cmd, sizeof cmd, "%s stats %d --once", ivy_bin, (int)sup);
+    const char *table = run(cmd);
+    assert_non_null(strstr(table, "ivy http on 127.0.0.1:"));
+    assert_non_null(strstr(table, "\n0 "));
+    assert_non_null(strstr(table, "\n1 "));
+    stop(sup);
+}
+
+static void sigterm_lets_a_slow_request_finish(void **state)
+{
+    int port = free_port();
+    pid_t sup = serve(port, (const char *[]){"--workers", "2", NULL});
+    int fd = dial(port);
+    const char *req = "GET /sleep?ms=600 HTTP/1.1\r\nHost: t\r\n\r\n";
+    send(fd, req, strlen(req), 0);
+    sleep_ms(150);
+    kill(sup, SIGTERM);
+    char buf[4096];
+    size_t got = 0;
+    ssize_t k;
+    while ((k = recv(fd, buf + got, sizeof buf - 1 - got, 0)) > 0) got += (size_t)k;
+    buf[got] = 0;
+    close(fd);
+    assert_non_null(strstr(buf, "HTTP/1.1 200 OK\r\n"));
+    assert_non_null(strstr(buf, "Connection: close\r\n"));
+    int status = wait_exit(sup, 5000);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    assert_int_equal(dial(port), -1); /* the port is closed */
+}
+
+/* wrk's output -> failed requests: socket errors plus non-2xx answers. */
+static long wrk_failures(const char *out, long *requests)
+{
+    long fail = 0, a, b, c, d;
+    const char *p = strstr(out, "Socket errors: ");
+    if (p && sscanf(p, "Socket errors: connect %ld, read %ld, write %ld, timeout %ld", &a, &b,
+                    &c, &d) == 4)
+        fail += a + b + c + d;
+    if ((p = strstr(out, "Non-2xx or 3xx responses: "))) fail += strtol(p + 27, NULL, 10);
+    p = strstr(out, " requests in ");
+    while (p > out && p[-1] != ' ' && p[-1] != '\n') p--;
+    *requests = p ? strtol(p, NULL, 10) : 0;
+    return fail;
+}
+
+static void rolling_restarts_and_recycling_under_load_lose_nothing(void **state)
+{
+    int port = free_port();
+    pid_t sup = serve(port, (const char *[]){"--workers", "2", "--max-requests", "4000", NULL});
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "wrk -t1 -c16 -d6s http://127.0.0.1:%d/ 2>&1", port);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    for (int i = 0; i < 4; i++) {
+        sleep_ms(1000);
+        kill(sup, SIGHUP);
+    }
+    static char out[16384];
+    size_t n = fread(out, 1, sizeof out - 1, p);
+    out[n] = 0;
+    pclose(p);
+    long requests, failed = wrk_failures(out, &requests);
+    if (failed) fprintf(stderr, "%s", out);
+    assert_int_equal(failed, 0);
+    assert_true(requests > 8000); /* so --max-requests recycled workers several times too */
+    stop(sup);
+}
+
+int main(void)
+{
+    const char *dir = getenv("IVY_BUILD_DIR");
+    snprintf(ivy_bin, sizeof ivy_bin, "%s/apps/ivy", dir ? dir : "build");
+    signal(SIGPIPE, SIG_IGN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(curl_and_raw_clients_reach_both_workers),
+        cmocka_unit_test(sigterm_lets_a_slow_request_finish),
+        cmocka_unit_test(rolling_restarts_and_recycling_under_load_lose_nothing),
+    };
+    if (getenv("IVY_TEST_FILTER")) cmocka_set_test_filter(getenv("IVY_TEST_FILTER"));
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
