@@ -82,25 +82,30 @@ struct pool {
 static __thread struct {
     struct pool in, out;
     char landing[IN_SIZE - 1]; /* below the reader's buffer size, so it always buffers */
-    char worker_hdr[64]; /* "X-Ivy-Worker: 0/1234\r\n" */
+    char worker_hdr[64];       /* "X-Ivy-Worker: 0/1234\r\n" */
     size_t worker_hdr_len;
     time_t hello_time;
     size_t hello_len;
     char hello[256];
     uint64_t requests, conns_open, conns_total, bytes_in, bytes_out, errors;
+    uint64_t buffers_held; /* input and output buffers held by connections */
 } app = {.hello_time = -1};
 
 static const char hello_body[] = "Hello, World!";
 
 static char *pool_get(struct pool *p, size_t size)
 {
-    return p->n ? p->v[--p->n] : malloc(size);
+    char *b = p->n ? p->v[--p->n] : malloc(size);
+    app.buffers_held += b != NULL;
+    return b;
 }
 
-static void pool_put(struct pool *p, char *b)
+/* size: the buffer's, which goes back to the pool only when it is the pool's size. */
+static void pool_put(struct pool *p, char *b, size_t size, size_t pool_size)
 {
     if (!b) return;
-    if (p->n < POOL_KEEP)
+    app.buffers_held--;
+    if (size == pool_size && p->n < POOL_KEEP)
         p->v[p->n++] = b;
     else
         free(b);
@@ -200,17 +205,19 @@ static int respond_stats(struct conn *c, bool ka, int minor, bool head_only, tim
     struct ivy_hub_stats hs;
     ivy_hub_stats(&hs);
     char body[512];
-    int n = snprintf(body, sizeof body,
-                     "{\"pid\":%d,\"worker\":%d,\"requests\":%llu,\"conns_open\":%llu,"
-                     "\"conns_total\":%llu,\"bytes_in\":%llu,\"bytes_out\":%llu,\"errors\":%llu,"
-                     "\"threads_alive\":%llu,\"loop_iterations\":%llu,\"max_loop_lag_ns\":%llu,"
-                     "\"draining\":%s}\n",
-                     (int)getpid(), ivy_worker_index(), (unsigned long long)app.requests,
-                     (unsigned long long)app.conns_open, (unsigned long long)app.conns_total,
-                     (unsigned long long)app.bytes_in, (unsigned long long)app.bytes_out,
-                     (unsigned long long)app.errors, (unsigned long long)hs.threads_alive,
-                     (unsigned long long)hs.iterations, (unsigned long long)hs.max_loop_lag_ns,
-                     ivy_worker_draining() ? "true" : "false");
+    int n =
+        snprintf(body, sizeof body,
+                 "{\"pid\":%d,\"worker\":%d,\"requests\":%llu,\"conns_open\":%llu,"
+                 "\"conns_total\":%llu,\"bytes_in\":%llu,\"bytes_out\":%llu,\"errors\":%llu,"
+                 "\"buffers_held\":%llu,\"threads_alive\":%llu,\"loop_iterations\":%llu,"
+                 "\"max_loop_lag_ns\":%llu,"
+                 "\"draining\":%s}\n",
+                 (int)getpid(), ivy_worker_index(), (unsigned long long)app.requests,
+                 (unsigned long long)app.conns_open, (unsigned long long)app.conns_total,
+                 (unsigned long long)app.bytes_in, (unsigned long long)app.bytes_out,
+                 (unsigned long long)app.errors, (unsigned long long)app.buffers_held,
+                 (unsigned long long)hs.threads_alive, (unsigned long long)hs.iterations,
+                 (unsigned long long)hs.max_loop_lag_ns, ivy_worker_draining() ? "true" : "false");
     return respond(c, 200, "application/json", body, (size_t)n, head_only, ka, minor, now);
 }
 
@@ -385,10 +392,7 @@ static int process(struct conn *c, time_t *now)
 
 static void release_in(struct conn *c)
 {
-    if (c->cap == IN_SIZE)
-        pool_put(&app.in, c->in);
-    else
-        free(c->in);
+    pool_put(&app.in, c->in, c->cap, IN_SIZE);
     c->in = NULL;
     c->cap = c->off = c->len = 0;
 }
@@ -419,9 +423,10 @@ static ssize_t fill(struct conn *c)
         size_t cap = c->cap * 2;
         char *b = c->cap == IN_SIZE ? malloc(cap) : realloc(c->in, cap);
         if (!b) return -ENOMEM;
-        if (c->cap == IN_SIZE) {
+        if (c->cap == IN_SIZE) { /* a pooled buffer stays the pool's size */
             memcpy(b, c->in, c->len);
-            pool_put(&app.in, c->in);
+            pool_put(&app.in, c->in, IN_SIZE, IN_SIZE);
+            app.buffers_held++;
         }
         c->in = b;
         c->cap = cap;
@@ -449,7 +454,7 @@ static void serve(struct conn *c)
         /* Idle: waiting for a request with nothing half-read; a draining worker wakes us. */
         bool idle = c->off == c->len && !c->p.active;
         if (idle && c->out) {
-            pool_put(&app.out, c->out);
+            pool_put(&app.out, c->out, OUT_SIZE, OUT_SIZE);
             c->out = NULL;
         }
         ivy_conn_set_idle(&c->reg, idle);
@@ -485,7 +490,7 @@ static void *conn_main(void *arg)
     ivy_conn_close(&c.reg);
     release_in(&c);
     ivy_reader_free(c.rd);
-    pool_put(&app.out, c.out);
+    pool_put(&app.out, c.out, OUT_SIZE, OUT_SIZE);
     ivy_close(c.fd);
     return NULL;
 }

@@ -257,6 +257,33 @@ static void stats_route_reports_this_worker(void **state)
     serve_while(stats, false);
 }
 
+/* 50 keep-alive connections wait between requests: none holds a buffer. Only the one asking
+ * for /stats holds one, the input it is answered from. */
+static void idle(int port)
+{
+    enum { N = 50 };
+    struct client *c[N];
+    for (int i = 0; i < N; i++) {
+        c[i] = client_new(port);
+        PUT(c[i], "GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+        expect_response(c[i], HELLO);
+    }
+    struct client *s = client_new(port);
+    PUT(s, "GET /stats HTTP/1.1\r\nHost: a\r\n\r\n");
+    char *r = response(s);
+    assert_non_null(strstr(r, "\"conns_open\":51,"));
+    assert_non_null(strstr(r, "\"buffers_held\":1,"));
+    free(r);
+    client_free(s);
+    for (int i = 0; i < N; i++)
+        client_free(c[i]);
+}
+
+static void idle_connections_hold_no_buffers(void **state)
+{
+    serve_while(idle, false);
+}
+
 /* ---- keep-alive and pipelining ------------------------------------------------------------ */
 
 static void keep_alive(int port)
@@ -593,6 +620,7 @@ int main(void)
         cmocka_unit_test(each_route_answers_exactly),
         cmocka_unit_test(spin_route_only_with_test_routes),
         cmocka_unit_test(stats_route_reports_this_worker),
+        cmocka_unit_test(idle_connections_hold_no_buffers),
         cmocka_unit_test(keep_alive_serves_several_requests),
         cmocka_unit_test(sixteen_pipelined_requests_answered_in_order),
         cmocka_unit_test(pipelined_requests_split_anywhere),
