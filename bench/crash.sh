@@ -37,7 +37,7 @@ run_case() {
   wait "$wrk_pid" || true
   local failed; failed=$(failures "$tmp/$name.wrk")
   local reqs; reqs=$(awk '/requests in/ { print $1 }' "$tmp/$name.wrk")
-  echo "$name: $failed failed of ${reqs:-0} requests, $kills kills" >&2
+  echo "$name: $failed failed of ${reqs:-0} requests, $kills kills ($(grep -h "Socket errors" "$tmp/$name.wrk" || echo no socket errors))" >&2
   awk -v f="$failed" -v k="$kills" 'BEGIN { printf "%.2f\n", k ? f / k : 0 }'
 }
 

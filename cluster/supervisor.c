@@ -7,6 +7,9 @@
  * its CPU and restart count) filled by processes; during a replacement a seat has two
  * processes, so the shared-memory stats have two slots per seat.
  *
+ * A crash loop is CRASH_WINDOW_DEATHS deaths within 10 s, counting crashes, error exits and
+ * watchdog kills, but not a SIGKILL from outside: chaos tests kill workers on purpose.
+ *
  * Invariants: a seat is refilled only by a respawn (after a death, with back-off) or by a
  * replacement (SIGHUP, max_requests); a process marked retiring was told to leave, so its exit
  * is not a death. The supervisor writes a stats slot only before the worker starts and after
@@ -41,6 +44,7 @@ struct proc {
     int seat;
     bool retiring;  /* sent SIGTERM on purpose: its exit is expected */
     bool replacing; /* started to replace the seat's current process */
+    bool watchdog;  /* we SIGKILLed it for silence */
     uint64_t started;
 };
 
@@ -153,7 +157,7 @@ static int spawn(int seat, bool replacing)
     }
     if (pid == 0) ivy__worker_main(S.o, S.shm, slot, S.inherited_fd, S.sigfd);
     slot->pid = (uint64_t)pid;
-    S.procs[k] = (struct proc){pid, seat, false, replacing, ivy__mono_ns()};
+    S.procs[k] = (struct proc){.pid = pid, .seat = seat, .replacing = replacing, .started = ivy__mono_ns()};
     return 0;
 }
 
@@ -197,7 +201,10 @@ static bool reap(uint64_t now)
         describe_status(why, sizeof why, status);
         struct seat *st = &S.seats[dead.seat];
         log_line("worker %d (pid %d, cpu %d) %s", dead.seat, (int)pid, st->cpu, why);
-        if (crash_loop(now)) {
+        /* A SIGKILL from outside (an operator, a chaos test) is not the program failing;
+           everything else is: a crash, an error exit, our own watchdog's kill. */
+        bool external = WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL && !dead.watchdog;
+        if (!external && crash_loop(now)) {
             log_line("crash loop: %d worker deaths within %llu s; stopping (last: worker %d "
                      "%s)",
                      CRASH_WINDOW_DEATHS, CRASH_WINDOW_NS / 1000000000ull, dead.seat, why);
@@ -238,6 +245,7 @@ static void watchdog(uint64_t now)
         log_line("watchdog: worker %d (pid %d) silent for %.1f s > --timeout %.1f s: killing it",
                  p->seat, (int)p->pid, (double)(now - hb) / 1e9, S.timeout);
         kill(p->pid, SIGKILL);
+        p->watchdog = true;
         IVY_STORE(S.shm->slot[i].heartbeat_ns, now); /* once */
     }
 }

@@ -4,7 +4,8 @@
  *
  * ivy_cluster_run() is what `ivy serve` runs. The supervisor forks the workers, restarts one
  * that dies on the same CPU (back-off 10 ms doubling to 5 s, reset after a healthy minute),
- * stops with a message and a non-zero status on a crash loop (10 deaths in 10 s), SIGKILLs a
+ * stops with a message and a non-zero status on a crash loop (10 crashes, error exits or
+ * watchdog kills within 10 s; a SIGKILL from outside does not count), SIGKILLs a
  * worker whose heartbeat is older than the watchdog timeout, and keeps per-worker counters in
  * shared memory (/dev/shm/ivy-stats.PID, read by `ivy stats`, served as Prometheus text with
  * stats_listen).
