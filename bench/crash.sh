@@ -77,5 +77,5 @@ echo "crash_fail_per_kill_ivy_keepalive: $ivy_ka requests"
 echo "crash_fail_per_kill_nginx_keepalive: $ng_ka requests"
 echo "crash_fail_per_kill_ivy_close: $ivy_close requests"
 echo "crash_fail_per_kill_nginx_close: $ng_close requests"
-awk -v a="$ivy_ka" -v b="$ng_ka" 'BEGIN { printf "crash_keepalive_ivy_vs_nginx: %.2f x\n", b > 0 ? a / b : 0 }'
-awk -v a="$ivy_close" -v b="$ng_close" 'BEGIN { printf "crash_close_ivy_vs_nginx: %.2f x\n", b > 0 ? a / b : 0 }'
+awk -v a="$ivy_ka" -v b="$ng_ka" 'BEGIN { printf "crash_keepalive_ivy_vs_nginx: %.2f x\n", (b > 0 ? a / b : 0) }'
+awk -v a="$ivy_close" -v b="$ng_close" 'BEGIN { printf "crash_close_ivy_vs_nginx: %.2f x\n", (b > 0 ? a / b : 0) }'
