@@ -82,8 +82,17 @@ static int cmd_serve(int argc, char **argv, char **main_argv)
 {
     static struct ivy_http_app_options http_opts;
     struct ivy_cluster_options o = {.app_name = "http", .argv = main_argv};
-    enum { O_APP = 256, O_LISTEN, O_WORKERS, O_TIMEOUT, O_GRACE, O_MAXREQ, O_STATS, O_QUIET,
-           O_TEST };
+    enum {
+        O_APP = 256,
+        O_LISTEN,
+        O_WORKERS,
+        O_TIMEOUT,
+        O_GRACE,
+        O_MAXREQ,
+        O_STATS,
+        O_QUIET,
+        O_TEST
+    };
     static const struct option opts[] = {
         {"app", required_argument, 0, O_APP},
         {"listen", required_argument, 0, O_LISTEN},
@@ -213,7 +222,8 @@ static int cmd_stats(int argc, char **argv)
         ivy__stats_table(s, stdout, round ? prev : NULL, interval);
         fflush(stdout);
         if (once) break;
-        for (unsigned i = 0; i < s->nslots; i++) prev[i] = IVY_LOAD(s->slot[i].requests);
+        for (unsigned i = 0; i < s->nslots; i++)
+            prev[i] = IVY_LOAD(s->slot[i].requests);
         usleep((useconds_t)(interval * 1e6));
         if (kill((pid_t)s->supervisor_pid, 0) != 0) {
             fprintf(stderr, "ivy stats: the server stopped\n");

@@ -170,14 +170,15 @@ void ivy__stats_table(const struct ivy_stats_shm *s, FILE *out, const uint64_t *
 {
     fprintf(out, "ivy %s on %s (supervisor %llu)\n", s->app, s->listen,
             (unsigned long long)s->supervisor_pid);
-    fprintf(out, "%-6s %-8s %-4s %-8s %-9s %-9s %-9s %-8s %-8s %-8s %-9s %-8s\n", "worker",
-            "pid", "cpu", "conns", "total", "requests", "req/s", "in", "out", "threads",
-            "lag_ms", "restarts");
+    fprintf(out, "%-6s %-8s %-4s %-8s %-9s %-9s %-9s %-8s %-8s %-8s %-9s %-8s\n", "worker", "pid",
+            "cpu", "conns", "total", "requests", "req/s", "in", "out", "threads", "lag_ms",
+            "restarts");
     for (unsigned i = 0; i < s->nslots; i++) {
         const struct ivy_stats_slot *w = &s->slot[i];
         if (!slot_live(w)) continue;
         uint64_t req = IVY_LOAD(w->requests);
-        double rate = prev_requests && interval > 0 ? (double)(req - prev_requests[i]) / interval : 0;
+        double rate =
+            prev_requests && interval > 0 ? (double)(req - prev_requests[i]) / interval : 0;
         char total[16], reqs[16], rps[16], in[16], outb[16];
         human(total, sizeof total, (double)IVY_LOAD(w->conns_total));
         human(reqs, sizeof reqs, (double)req);

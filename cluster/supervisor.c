@@ -34,10 +34,10 @@
 #include <unistd.h>
 
 enum { CRASH_WINDOW_DEATHS = 10, TICK_MS = 10 };
-#define CRASH_WINDOW_NS   (10 * 1000000000ull)
-#define HEALTHY_NS        (60 * 1000000000ull)
-#define BACKOFF_MIN_NS    (10 * 1000000ull)
-#define BACKOFF_MAX_NS    (5 * 1000000000ull)
+#define CRASH_WINDOW_NS (10 * 1000000000ull)
+#define HEALTHY_NS      (60 * 1000000000ull)
+#define BACKOFF_MIN_NS  (10 * 1000000ull)
+#define BACKOFF_MAX_NS  (5 * 1000000000ull)
 
 struct proc {
     pid_t pid;
@@ -131,7 +131,8 @@ static struct proc *proc_of(pid_t pid)
 static int live_procs(void)
 {
     int n = 0;
-    for (int i = 0; i < 2 * S.nseats; i++) n += S.procs[i].pid > 0;
+    for (int i = 0; i < 2 * S.nseats; i++)
+        n += S.procs[i].pid > 0;
     return n;
 }
 
@@ -157,7 +158,8 @@ static int spawn(int seat, bool replacing)
     }
     if (pid == 0) ivy__worker_main(S.o, S.shm, slot, S.inherited_fd, S.sigfd);
     slot->pid = (uint64_t)pid;
-    S.procs[k] = (struct proc){.pid = pid, .seat = seat, .replacing = replacing, .started = ivy__mono_ns()};
+    S.procs[k] =
+        (struct proc){.pid = pid, .seat = seat, .replacing = replacing, .started = ivy__mono_ns()};
     return 0;
 }
 
@@ -178,7 +180,8 @@ static bool crash_loop(uint64_t now)
 static void describe_status(char *buf, size_t cap, int status)
 {
     if (WIFSIGNALED(status))
-        snprintf(buf, cap, "killed by signal %d (%s)", WTERMSIG(status), strsignal(WTERMSIG(status)));
+        snprintf(buf, cap, "killed by signal %d (%s)", WTERMSIG(status),
+                 strsignal(WTERMSIG(status)));
     else
         snprintf(buf, cap, "exited with status %d", WEXITSTATUS(status));
 }
@@ -301,7 +304,8 @@ static void announce_ready(void)
         ready += S.procs[i].pid > 0 && IVY_LOAD(S.shm->slot[i].state) == SLOT_READY;
     if (ready < S.nseats) return;
     S.announced = true;
-    if (!S.o->quiet) log_line("ready: %d workers serving %s on %s", S.nseats, S.shm->app, S.shm->listen);
+    if (!S.o->quiet)
+        log_line("ready: %d workers serving %s on %s", S.nseats, S.shm->app, S.shm->listen);
     sd_notify("READY=1");
 }
 
@@ -373,7 +377,8 @@ static int handle_signals(uint64_t now)
             return 1;
         case SIGHUP:
             if (!S.o->quiet) log_line("SIGHUP: replacing workers one at a time");
-            for (int s = 0; s < S.nseats; s++) queue_replacement(s);
+            for (int s = 0; s < S.nseats; s++)
+                queue_replacement(s);
             break;
         }
     }
@@ -422,9 +427,8 @@ int ivy_cluster_run(const struct ivy_cluster_options *o)
     S.sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
 
     if (!o->quiet)
-        log_line("serving %s on %s: %d workers, watchdog %g s, graceful timeout %g s",
-                 o->app_name, listen, S.nseats, S.timeout,
-                 o->graceful_timeout > 0 ? o->graceful_timeout : 30);
+        log_line("serving %s on %s: %d workers, watchdog %g s, graceful timeout %g s", o->app_name,
+                 listen, S.nseats, S.timeout, o->graceful_timeout > 0 ? o->graceful_timeout : 30);
     connection_protection();
     for (int s = 0; s < S.nseats; s++) {
         S.seats[s].cpu = cpus[s % ncpus];

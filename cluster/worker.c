@@ -181,11 +181,13 @@ static void set_title(char **argv, const char *title)
     if (!argv || !argv[0]) return;
     /* The argv strings are contiguous: overwrite them so ps shows the title. */
     char *start = argv[0], *end = argv[0] + strlen(argv[0]);
-    for (int i = 1; argv[i] && argv[i] == end + 1; i++) end = argv[i] + strlen(argv[i]);
+    for (int i = 1; argv[i] && argv[i] == end + 1; i++)
+        end = argv[i] + strlen(argv[i]);
     size_t room = (size_t)(end - start);
     memset(start, 0, room);
     memcpy(start, title, strlen(title) < room ? strlen(title) : room);
-    for (int i = 1; argv[i]; i++) argv[i] = NULL;
+    for (int i = 1; argv[i]; i++)
+        argv[i] = NULL;
 }
 
 void ivy__worker_main(const struct ivy_cluster_options *o, struct ivy_stats_shm *shm,
@@ -212,9 +214,9 @@ void ivy__worker_main(const struct ivy_cluster_options *o, struct ivy_stats_shm 
 
     const char *host = o->host ? o->host : "127.0.0.1";
     int port = o->port ? o->port : 8080;
-    w.lfd = inherited_fd >= 0 ? inherited_fd
-                              : ivy_listen(host, port, o->backlog ? o->backlog : 4096,
-                                           IVY_REUSEPORT);
+    w.lfd = inherited_fd >= 0
+                ? inherited_fd
+                : ivy_listen(host, port, o->backlog ? o->backlog : 4096, IVY_REUSEPORT);
     if (w.lfd < 0) {
         fprintf(stderr, "ivy: worker %d: cannot listen on %s:%d: %s\n", slot->index, host, port,
                 strerror(-w.lfd));

@@ -46,7 +46,8 @@ static __thread struct {
 
 static void listener_free(struct listener *l)
 {
-    for (unsigned i = 0; i < l->qlen; i++) close(l->q[(l->qhead + i) & (l->qcap - 1)]);
+    for (unsigned i = 0; i < l->qlen; i++)
+        close(l->q[(l->qhead + i) & (l->qcap - 1)]);
     free(l->q);
     free(l);
 }
@@ -75,7 +76,8 @@ static bool enqueue(struct listener *l, int fd)
         unsigned cap = l->qcap ? l->qcap * 2 : 16;
         int *q = malloc(cap * sizeof *q);
         if (!q) return false;
-        for (unsigned i = 0; i < l->qlen; i++) q[i] = l->q[(l->qhead + i) & (l->qcap - 1)];
+        for (unsigned i = 0; i < l->qlen; i++)
+            q[i] = l->q[(l->qhead + i) & (l->qcap - 1)];
         free(l->q);
         l->q = q;
         l->qcap = cap;
@@ -132,12 +134,14 @@ static void accept_complete(struct ivy_completion *c, int res, uint32_t flags)
         l->single_shot = true; /* kernel without multishot accept (< 5.19) */
     } else if (res != -ECANCELED && res != -ECONNABORTED && res != -EAGAIN && res != -EINTR) {
         /* The socket itself failed (not listening, closed under us): tell the waiters. */
-        while (l->nwaiters) wake_waiter(h, l, res);
+        while (l->nwaiters)
+            wake_waiter(h, l, res);
         return;
     }
     if (l->stopping) {
         if (!l->armed && !l->qlen)
-            while (l->nwaiters) wake_waiter(h, l, -ESHUTDOWN);
+            while (l->nwaiters)
+                wake_waiter(h, l, -ESHUTDOWN);
         return;
     }
     if (!l->armed && l->nwaiters && !ivy__timer_armed(&l->backoff)) arm(h, l);
@@ -147,7 +151,8 @@ static struct listener *listener_get(int fd)
 {
     if (fd >= table.cap) {
         int cap = table.cap ? table.cap : 64;
-        while (cap <= fd) cap *= 2;
+        while (cap <= fd)
+            cap *= 2;
         struct listener **v = realloc(table.v, (size_t)cap * sizeof *v);
         if (!v) return NULL;
         memset(v + table.cap, 0, (size_t)(cap - table.cap) * sizeof *v);
@@ -174,7 +179,8 @@ void ivy__accept_forget(int fd)
     struct ivy_hub *h = ivy__hub_tls;
     table.v[fd] = NULL;
     if (ivy__timer_armed(&l->backoff)) ivy__timer_cancel(&h->timers, &l->backoff);
-    while (l->nwaiters) wake_waiter(h, l, -EBADF);
+    while (l->nwaiters)
+        wake_waiter(h, l, -EBADF);
     if (!l->armed) {
         listener_free(l);
         return;
@@ -195,13 +201,15 @@ int ivy_accept_stop(int listen_fd)
     if (l->armed)
         cancel(h, l); /* its final completion fails the waiters */
     else
-        while (l->nwaiters) wake_waiter(h, l, -ESHUTDOWN);
+        while (l->nwaiters)
+            wake_waiter(h, l, -ESHUTDOWN);
     return 0;
 }
 
 static void accept_interrupt(ivy_thread *t, int err)
 {
-    struct listener *l = (struct listener *)((char *)t->wait_obj - offsetof(struct listener, waiters));
+    struct listener *l =
+        (struct listener *)((char *)t->wait_obj - offsetof(struct listener, waiters));
     ivy__waitq_remove(&l->waiters, t);
     l->nwaiters--;
     ivy__hub_tls->external--;

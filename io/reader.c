@@ -95,7 +95,8 @@ static int reserve(ivy_reader *r, size_t n)
         memmove(r->buf, r->buf + r->start, used);
     } else {
         size_t cap = r->cap ? r->cap * 2 : BUFSZ;
-        while (cap < used + n) cap *= 2;
+        while (cap < used + n)
+            cap *= 2;
         char *b = malloc(cap);
         if (!b) return -ENOMEM;
         if (used) memcpy(b, r->buf + r->start, used);

@@ -263,7 +263,8 @@ int ivy_close(int fd)
     return ivy__op_wait(h, t, sqe, &op);
 }
 
-ssize_t ivy_pread(int fd, void *buf, size_t len, off_t offset)
+/* One positional read or write; Linux caps a single transfer at 0x7ffff000 bytes. */
+static ssize_t file_rw(int fd, void *buf, size_t len, off_t offset, bool write)
 {
     struct ivy_hub *h;
     ivy_thread *t;
@@ -272,21 +273,20 @@ ssize_t ivy_pread(int fd, void *buf, size_t len, off_t offset)
     if (offset < 0) return -EINVAL;
     int rc = ivy__op_begin(&h, &t, &sqe);
     if (rc < 0) return rc;
-    io_uring_prep_read(sqe, fd, buf, (unsigned)(len > 0x7ffff000 ? 0x7ffff000 : len),
-                       (uint64_t)offset);
+    unsigned n = (unsigned)(len > 0x7ffff000 ? 0x7ffff000 : len);
+    if (write)
+        io_uring_prep_write(sqe, fd, buf, n, (uint64_t)offset);
+    else
+        io_uring_prep_read(sqe, fd, buf, n, (uint64_t)offset);
     return ivy__op_wait(h, t, sqe, &op);
+}
+
+ssize_t ivy_pread(int fd, void *buf, size_t len, off_t offset)
+{
+    return file_rw(fd, buf, len, offset, false);
 }
 
 ssize_t ivy_pwrite(int fd, const void *buf, size_t len, off_t offset)
 {
-    struct ivy_hub *h;
-    ivy_thread *t;
-    struct io_uring_sqe *sqe;
-    struct ivy_op op;
-    if (offset < 0) return -EINVAL;
-    int rc = ivy__op_begin(&h, &t, &sqe);
-    if (rc < 0) return rc;
-    io_uring_prep_write(sqe, fd, buf, (unsigned)(len > 0x7ffff000 ? 0x7ffff000 : len),
-                        (uint64_t)offset);
-    return ivy__op_wait(h, t, sqe, &op);
+    return file_rw(fd, (void *)buf, len, offset, true);
 }

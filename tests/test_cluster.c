@@ -27,22 +27,7 @@
 
 #include <cmocka.h>
 
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    bind(fd, (struct sockaddr *)&a, sizeof a);
-    getsockname(fd, (struct sockaddr *)&a, &len);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
+#include "util.h"
 
 struct cluster {
     pid_t pid;
@@ -84,7 +69,8 @@ static struct cluster start(struct ivy_cluster_options o)
     close(pfd[1]);
     fcntl(pfd[0], F_SETFL, O_NONBLOCK);
     c.err_fd = pfd[0];
-    for (int i = 0; i < 500 && !c.shm; i++, sleep_ms(5)) c.shm = ivy__stats_open(c.pid, &c.shm_len);
+    for (int i = 0; i < 500 && !c.shm; i++, sleep_ms(5))
+        c.shm = ivy__stats_open(c.pid, &c.shm_len);
     assert_non_null(c.shm);
     return c;
 }
@@ -99,7 +85,8 @@ static int ready_workers(const struct cluster *c)
 
 static void wait_ready(const struct cluster *c, int n)
 {
-    for (int i = 0; i < 1000 && ready_workers(c) < n; i++) sleep_ms(5);
+    for (int i = 0; i < 1000 && ready_workers(c) < n; i++)
+        sleep_ms(5);
     assert_int_equal(ready_workers(c), n);
 }
 
@@ -112,11 +99,11 @@ static pid_t worker_pid(const struct cluster *c, int index)
 }
 
 /* The newest process of a seat, ready or still starting. */
-static pid_t any_worker_pid(const struct cluster *c, int index, pid_t not)
+static pid_t any_worker_pid(const struct cluster *c, int index, pid_t not )
 {
     for (unsigned i = 0; i < c->shm->nslots; i++) {
         pid_t p = (pid_t)IVY_LOAD(c->shm->slot[i].pid);
-        if (p && p != not && IVY_LOAD(c->shm->slot[i].state) != SLOT_FREE &&
+        if (p && p != not &&IVY_LOAD(c->shm->slot[i].state) != SLOT_FREE &&
             c->shm->slot[i].index == index)
             return p;
     }
@@ -132,23 +119,20 @@ static int worker_cpu(const struct cluster *c, pid_t pid)
 
 static int echo_once(int port, const char *msg)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    struct timeval tv = {2, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    int fd = dial(port);
     int ok = 0;
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) == 0) {
+    if (fd >= 0) {
         size_t len = strlen(msg);
         char buf[256];
         if (send(fd, msg, len, MSG_NOSIGNAL) == (ssize_t)len) {
             size_t got = 0;
             ssize_t n;
-            while (got < len && (n = recv(fd, buf + got, sizeof buf - got, 0)) > 0) got += (size_t)n;
+            while (got < len && (n = recv(fd, buf + got, sizeof buf - got, 0)) > 0)
+                got += (size_t)n;
             ok = got == len && memcmp(buf, msg, len) == 0;
         }
+        close(fd);
     }
-    close(fd);
     return ok;
 }
 
@@ -167,7 +151,8 @@ static void read_stderr(struct cluster *c, char *buf, size_t cap)
 {
     size_t n = 0;
     ssize_t r;
-    while (n + 1 < cap && (r = read(c->err_fd, buf + n, cap - 1 - n)) > 0) n += (size_t)r;
+    while (n + 1 < cap && (r = read(c->err_fd, buf + n, cap - 1 - n)) > 0)
+        n += (size_t)r;
     buf[n] = 0;
 }
 
@@ -185,7 +170,8 @@ static void both_workers_answer_and_are_pinned(void **state)
 {
     struct cluster c = start((struct ivy_cluster_options){.workers = 2});
     wait_ready(&c, 2);
-    for (int i = 0; i < 64; i++) assert_int_equal(echo_once(c.port, "ping"), 1);
+    for (int i = 0; i < 64; i++)
+        assert_int_equal(echo_once(c.port, "ping"), 1);
     uint64_t a = 0, b = 0;
     for (unsigned i = 0; i < c.shm->nslots; i++) {
         if (c.shm->slot[i].index == 0) a += IVY_LOAD(c.shm->slot[i].conns_total);
@@ -281,7 +267,8 @@ static void sighup_replaces_every_worker_without_refusing(void **state)
     }
     assert_true(rounds < 400);
     assert_int_equal(failures, 0);
-    for (int i = 0; i < 400 && (kill(old0, 0) == 0 || kill(old1, 0) == 0); i++) sleep_ms(5);
+    for (int i = 0; i < 400 && (kill(old0, 0) == 0 || kill(old1, 0) == 0); i++)
+        sleep_ms(5);
     assert_int_equal(kill(old0, 0), -1); /* both old workers drained and were reaped */
     assert_int_equal(kill(old1, 0), -1);
     stop(&c);
@@ -310,9 +297,11 @@ static void prometheus_metrics_are_served(void **state)
     snprintf(spec, sizeof spec, "127.0.0.1:%d", sport);
     struct cluster c = start((struct ivy_cluster_options){.workers = 2, .stats_listen = spec});
     wait_ready(&c, 2);
-    for (int i = 0; i < 10; i++) assert_int_equal(echo_once(c.port, "m"), 1);
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(echo_once(c.port, "m"), 1);
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)sport),
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)sport),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
     struct timeval tv = {5, 0};
@@ -322,7 +311,8 @@ static void prometheus_metrics_are_served(void **state)
     static char buf[65536];
     size_t got = 0;
     ssize_t n;
-    while ((n = recv(fd, buf + got, sizeof buf - 1 - got, 0)) > 0) got += (size_t)n;
+    while ((n = recv(fd, buf + got, sizeof buf - 1 - got, 0)) > 0)
+        got += (size_t)n;
     buf[got] = 0;
     close(fd);
     assert_non_null(strstr(buf, "HTTP/1.1 200 OK"));

@@ -22,36 +22,9 @@
 
 #include <cmocka.h>
 
+#include "util.h"
+
 static char ivy_bin[512];
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    bind(fd, (struct sockaddr *)&a, sizeof a);
-    getsockname(fd, (struct sockaddr *)&a, &len);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
-static int dial(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    struct timeval tv = {5, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) == 0) return fd;
-    close(fd);
-    return -1;
-}
 
 /* Starts `ivy serve` with extra arguments; returns the supervisor's pid once it answers. */
 static pid_t serve(int port, const char *const *extra)
@@ -60,7 +33,8 @@ static pid_t serve(int port, const char *const *extra)
     snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
     const char *argv[32] = {ivy_bin, "serve", "--listen", listen, "--quiet"};
     int n = 5;
-    for (; extra && *extra; extra++) argv[n++] = *extra;
+    for (; extra && *extra; extra++)
+        argv[n++] = *extra;
     argv[n] = NULL;
     pid_t pid = fork();
     assert_true(pid >= 0);
@@ -144,7 +118,8 @@ static void curl_and_raw_clients_reach_both_workers(void **state)
         got += (size_t)k;
         buf[got] = 0;
         bodies = 0;
-        for (char *p = buf; (p = strstr(p, "Hello, World!")); p++) bodies++;
+        for (char *p = buf; (p = strstr(p, "Hello, World!")); p++)
+            bodies++;
     }
     assert_int_equal(bodies, 2);
     close(fd);
@@ -168,7 +143,8 @@ static void sigterm_lets_a_slow_request_finish(void **state)
     char buf[4096];
     size_t got = 0;
     ssize_t k;
-    while ((k = recv(fd, buf + got, sizeof buf - 1 - got, 0)) > 0) got += (size_t)k;
+    while ((k = recv(fd, buf + got, sizeof buf - 1 - got, 0)) > 0)
+        got += (size_t)k;
     buf[got] = 0;
     close(fd);
     assert_non_null(strstr(buf, "HTTP/1.1 200 OK\r\n"));
@@ -184,12 +160,13 @@ static long wrk_failures(const char *out, long *requests)
 {
     long fail = 0, a, b, c, d;
     const char *p = strstr(out, "Socket errors: ");
-    if (p && sscanf(p, "Socket errors: connect %ld, read %ld, write %ld, timeout %ld", &a, &b,
-                    &c, &d) == 4)
+    if (p && sscanf(p, "Socket errors: connect %ld, read %ld, write %ld, timeout %ld", &a, &b, &c,
+                    &d) == 4)
         fail += a + b + c + d;
     if ((p = strstr(out, "Non-2xx or 3xx responses: "))) fail += strtol(p + 27, NULL, 10);
     p = strstr(out, " requests in ");
-    while (p > out && p[-1] != ' ' && p[-1] != '\n') p--;
+    while (p > out && p[-1] != ' ' && p[-1] != '\n')
+        p--;
     *requests = p ? strtol(p, NULL, 10) : 0;
     return fail;
 }
