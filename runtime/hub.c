@@ -6,9 +6,16 @@
  * one io_uring_submit_and_wait for everything queued, with the earliest timer as its timeout
  * → reap every completion in a batch, each readying the thread it belongs to.
  *
- * When threads are ready and nothing was queued for the kernel, passes run back to back
- * without a system call, but never more than IDLE_PASSES in a row, so completions keep
- * flowing while threads yield to each other.
+ * Within a pass, a thread that parks switches straight to the next thread of the pass
+ * (ivy__park_target) instead of going back to the hub, which would only switch to that same
+ * thread: one switch per handover instead of two, same order. Threads come back to the hub when
+ * they die (the hub is their parent) and when the pass has nobody left.
+ *
+ * When threads are ready and nothing was queued for the kernel, passes run back to back without
+ * a system call, but never more than IDLE_PASSES in a row while a request is in flight, so
+ * completions keep flowing; with none in flight there is nothing to reap and no call at all.
+ * Between passes the precise clock (tens of ns in a VM) is read only at the end of such a run
+ * or when the coarse clock says a timer may be due.
  *
  * The stall detector reads the coarse clock after each slice (a few ns, no syscall) and
  * reports a thread that ran longer than the threshold without yielding.
@@ -50,15 +57,17 @@ int ivy_hub_init(const struct ivy_hub_options *opts)
         return rc;
     }
     h->g = ivy_current();
+    struct timespec res;
+    clock_getres(CLOCK_MONOTONIC_COARSE, &res);
+    h->coarse_slack = 2 * ((uint64_t)res.tv_sec * 1000000000u + (uint64_t)res.tv_nsec);
     h->stall_ns = (uint64_t)((o.stall_threshold > 0 ? o.stall_threshold : 0.1) * 1e9);
     ivy__hub_tls = h;
     return 0;
 }
 
-struct ivy_hub *ivy__hub(void)
+struct ivy_hub *ivy__hub_slow(void)
 {
-    if (IVY_UNLIKELY(!ivy__hub_tls) && ivy_hub_init(NULL) < 0) return NULL;
-    return ivy__hub_tls;
+    return ivy_hub_init(NULL) < 0 ? NULL : ivy__hub_tls;
 }
 
 int ivy_hub_free(void)
@@ -92,24 +101,52 @@ void ivy_stop(void)
 
 /* ---- parking --------------------------------------------------------------------------- */
 
-void ivy__ready(ivy_thread *t, int value)
+/* The next thread of the running pass, taken off it; NULL once the pass is over. */
+static inline ivy_thread *pass_take(struct ivy_hub *h)
 {
-    struct ivy_hub *h = ivy__hub_tls;
-    t->wake = value;
-    t->state = IVY_T_READY;
-    t->next = NULL;
-    if (h->runq.tail)
-        h->runq.tail->next = t;
-    else
-        h->runq.head = t;
-    h->runq.tail = t;
+    ivy_thread *t = h->pass_next;
+    if (t) h->pass_next = t == h->pass_last ? NULL : t->next;
+    return t;
 }
 
-int ivy__park(ivy_thread *t)
+/* A thread killed before it ran never does: the hub finishes it, not a switch. */
+static inline bool killed_unstarted(const ivy_thread *t)
 {
+    return IVY_UNLIKELY(t->killed) && t->g->state == IVY_G_NEW;
+}
+
+static void report_stall(struct ivy_hub *h, ivy_thread *t, uint64_t ns);
+
+/* Closes t's slice for the stall detector: one coarse clock read (vDSO, a few ns). */
+static inline void end_slice(struct ivy_hub *h, ivy_thread *t)
+{
+    if (!h->stall_ns) return;
+    uint64_t now = coarse_ns();
+    if (IVY_UNLIKELY(now - h->slice_start > h->stall_ns)) report_stall(h, t, now - h->slice_start);
+    h->slice_start = now;
+}
+
+/*
+ * When the pass has another thread to run, a parking thread hands over to it directly: one
+ * switch instead of two through the hub, and the pass goes on in the same order as if the hub
+ * had run it.
+ */
+ivy_greenlet *ivy__park_target(ivy_thread *t, ivy_thread **arg)
+{
+    struct ivy_hub *h = ivy__hub_tls;
     if (t->state == IVY_T_RUNNING) t->state = IVY_T_PARKED;
-    ivy_switch(ivy__hub_tls->g, NULL, NULL);
-    return t->wake;
+    ivy_thread *n = h->pass_next;
+    if (!n || killed_unstarted(n)) {
+        *arg = NULL;
+        return h->g;
+    }
+    pass_take(h);
+    end_slice(h, t);
+    n->state = IVY_T_RUNNING;
+    h->current = n;
+    h->stats.switches++;
+    *arg = n; /* thread_main's argument if n has not started */
+    return n->g;
 }
 
 void ivy__interrupt(ivy_thread *t, int err)
@@ -188,41 +225,51 @@ static void report_stall(struct ivy_hub *h, ivy_thread *t, uint64_t ns)
             t->name ? "'" : "", (double)ns / 1e6, (double)h->stall_ns / 1e6);
 }
 
-static void resume_thread(struct ivy_hub *h, ivy_thread *t)
-{
-    if (IVY_UNLIKELY(t->killed && !ivy_greenlet_started(t->g))) {
-        /* Killed before it ran: it never will, as greenlet's throw into a new greenlet. */
-        ivy__thread_finished(h, t, ivy_err_ptr(IVY_EXIT), 0);
-        return;
-    }
-    void *value;
-    t->state = IVY_T_RUNNING;
-    h->current = t;
-    h->stats.switches++;
-    int err = ivy_switch(t->g, t, &value);
-    h->current = NULL;
-    if (h->stall_ns) {
-        uint64_t now = coarse_ns();
-        if (IVY_UNLIKELY(now - h->slice_start > h->stall_ns))
-            report_stall(h, t, now - h->slice_start);
-        h->slice_start = now;
-    }
-    if (ivy_greenlet_dead(t->g)) ivy__thread_finished(h, t, value, err);
-}
-
+/*
+ * Runs the pass: the threads ready when it begins, in FIFO order. Each either comes back here
+ * or, parking, hands over to the next one itself (ivy__park); whichever thread returns to the
+ * hub is h->current, and its slice ends here.
+ */
 static void run_pass(struct ivy_hub *h)
 {
-    ivy_thread *t = h->runq.head, *last = h->runq.tail;
-    if (!t) return;
+    if (!h->runq.head) return;
+    h->pass_next = h->runq.head;
+    h->pass_last = h->runq.tail;
     h->runq.head = h->runq.tail = NULL;
-    h->slice_start = coarse_ns();
-    for (;;) {
-        ivy_thread *next = t->next;
-        bool end = t == last;
-        resume_thread(h, t);
-        if (end) break;
-        t = next;
+    ivy_thread *t;
+    while ((t = pass_take(h))) {
+        if (killed_unstarted(t)) {
+            /* Killed before it ran: it never will, as greenlet's throw into a new greenlet. */
+            ivy__thread_finished(h, t, ivy_err_ptr(IVY_EXIT), 0);
+            continue;
+        }
+        void *value;
+        t->state = IVY_T_RUNNING;
+        h->current = t;
+        h->stats.switches++;
+        int err = ivy_switch(t->g, t, &value);
+        t = h->current;
+        h->current = NULL;
+        end_slice(h, t);
+        if (t->g->state == IVY_G_DEAD) ivy__thread_finished(h, t, value, err);
     }
+}
+
+/* Restarts the stall detector's clock after hub work that is nobody's slice (a wait, timers). */
+static inline void restart_slice(struct ivy_hub *h)
+{
+    if (h->stall_ns) h->slice_start = coarse_ns();
+}
+
+/*
+ * Whether a timer may be due, judged by the coarse clock, which lags the precise one by at most
+ * about its resolution: the precise clock (tens of ns) is read only when this says maybe.
+ */
+static inline bool timers_maybe_due(struct ivy_hub *h)
+{
+    if (!h->timers.n) return false;
+    uint64_t coarse = h->stall_ns ? h->slice_start : coarse_ns();
+    return ivy__timer_next(&h->timers) <= coarse + h->coarse_slack;
 }
 
 int ivy_run(void)
@@ -235,13 +282,28 @@ int ivy_run(void)
     int rc = 0;
     unsigned idle_passes = 0;
     uint64_t busy_since = ivy_now_ns();
+    restart_slice(h);
     for (;;) {
         run_pass(h);
-        uint64_t now = ivy_now_ns();
-        ivy__timer_fire_due(&h->timers, now);
+        /*
+         * Back-to-back passes while threads stay ready, with no system call and no precise clock
+         * read: those come at the end of an iteration, when the ring has work, nothing is ready,
+         * or IDLE_PASSES passes have run.
+         */
+        bool end =
+            !h->runq.head || h->stop || io_uring_sq_ready(&h->ring) || ++idle_passes >= IDLE_PASSES;
+        uint64_t now = 0;
+        if (end || timers_maybe_due(h)) {
+            now = ivy_now_ns();
+            if (ivy__timer_fire_due(&h->timers, now)) restart_slice(h);
+        }
         h->stats.iterations++;
         if (h->on_iteration) h->on_iteration(h->on_iteration_arg);
-        if (now - busy_since > h->stats.max_loop_lag_ns) h->stats.max_loop_lag_ns = now - busy_since;
+        if (!end && !h->stop) continue; /* stop: set by a timer or on_iteration just now */
+        if (!now) now = ivy_now_ns();
+        idle_passes = 0;
+        if (now - busy_since > h->stats.max_loop_lag_ns)
+            h->stats.max_loop_lag_ns = now - busy_since;
         if (h->stop) break;
         bool ready = h->runq.head != NULL;
         if (!ready && !h->stats.threads_alive && !h->stats.inflight) break;
@@ -251,17 +313,23 @@ int ivy_run(void)
             rc = -EDEADLK;
             break;
         }
-        if (ready && !io_uring_sq_ready(&h->ring) && ++idle_passes < IDLE_PASSES) continue;
-        idle_passes = 0;
+        if (ready && !io_uring_sq_ready(&h->ring) && !h->stats.inflight && !h->external) {
+            /* Nothing queued, nothing awaited: no completion can wake anyone, so no syscall. */
+            busy_since = now;
+            continue;
+        }
         uint64_t timeout = UINT64_MAX;
-        if (!ready && h->timers.n)
-            timeout = h->timers.v[0]->deadline > now ? h->timers.v[0]->deadline - now : 0;
+        if (!ready && h->timers.n) {
+            uint64_t next = ivy__timer_next(&h->timers);
+            timeout = next > now ? next - now : 0;
+        }
         rc = ivy__ring_poll(h, !ready && timeout != 0, timeout);
         if (rc < 0) {
             fprintf(stderr, "ivy: io_uring wait failed: %d\n", rc);
             break;
         }
         busy_since = ivy_now_ns();
+        restart_slice(h);
     }
     /* Hand the kernel what is still queued (a close, a cancel) before returning. */
     io_uring_submit(&h->ring);

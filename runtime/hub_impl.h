@@ -19,17 +19,23 @@
 #include <errno.h>
 #include <liburing.h>
 
-/* ---- timers: a min-heap with O(log n) insert and cancel (timer.c) ----------------------- */
+/* ---- timers: a 4-ary min-heap with O(log n) insert and cancel (timer.c) ------------------- */
 
 struct ivy_timer {
-    uint64_t deadline; /* ivy_now_ns() time */
+    uint64_t deadline; /* ivy_now_ns() time; set before ivy__timer_add, fixed while armed */
     uint32_t index;    /* position in the heap, IVY_TIMER_IDLE when not armed */
     void (*fire)(struct ivy_timer *tm);
 };
 #define IVY_TIMER_IDLE UINT32_MAX
 
+/* A heap entry carries its timer's deadline, so sifting compares without a pointer chase. */
+struct ivy_timer_slot {
+    uint64_t deadline;
+    struct ivy_timer *tm;
+};
+
 struct ivy_timer_heap {
-    struct ivy_timer **v;
+    struct ivy_timer_slot *v; /* the four children of v[i] (v[4i+1..4i+4]) share a cache line */
     uint32_t n, cap;
 };
 
@@ -40,6 +46,11 @@ unsigned ivy__timer_fire_due(struct ivy_timer_heap *h, uint64_t now);
 static inline bool ivy__timer_armed(const struct ivy_timer *tm)
 {
     return tm->index != IVY_TIMER_IDLE;
+}
+/* The earliest deadline; only when h->n > 0. */
+static inline uint64_t ivy__timer_next(const struct ivy_timer_heap *h)
+{
+    return h->v[0].deadline;
 }
 void ivy__timer_heap_free(struct ivy_timer_heap *h);
 
@@ -57,24 +68,25 @@ struct ivy_link;
 struct ivy_deadline;
 
 struct ivy_thread {
+    /* What scheduling touches, in the first cache line. */
     ivy_greenlet *g;
+    ivy_thread *next, *prev; /* run queue or wait queue */
+    int wake;                /* what ivy__park returns */
+    unsigned char state;
+    bool killed, detached;
+    unsigned timedout; /* expired deadline scopes still open */
+    void (*interrupt)(ivy_thread *t, int err);
+    void *wait_obj; /* what it is parked on, for interrupt() */
     ivy_fn fn;
     void *arg;
     void *value; /* fn's result once done */
     int err;
-    int wake; /* what ivy__park returns */
     uint64_t id;
     const char *name;
-    ivy_thread *next, *prev; /* run queue or wait queue */
-    void (*interrupt)(ivy_thread *t, int err);
-    void *wait_obj; /* what it is parked on, for interrupt() */
     struct ivy_timer timer;
     ivy_thread *joiner;
     struct ivy_link *links;
     struct ivy_deadline *deadline; /* innermost scoped deadline */
-    unsigned timedout;             /* expired deadline scopes still open */
-    unsigned char state;
-    bool killed, detached;
 };
 
 /* A FIFO of parked threads with O(1) removal from anywhere. */
@@ -95,7 +107,13 @@ bool ivy__waitq_wake(struct ivy_waitq *q, int value);
 
 /* ---- the hub ------------------------------------------------------------------------------ */
 
-/* Every io_uring request's user_data points to one of these (0: ignore the completion). */
+/*
+ * Every io_uring request's user_data points to one of these (0: ignore the completion). A request
+ * whose completion can wake a thread counts in h->stats.inflight until it completes, or, for
+ * one not counted there (the multishot accept), its waiters count in h->external: with both at
+ * zero and nothing queued, the hub makes no system call while threads are ready, and with
+ * nothing ready and no timer it reports a deadlock.
+ */
 struct ivy_completion {
     void (*complete)(struct ivy_completion *c, int res, uint32_t flags);
 };
@@ -108,10 +126,12 @@ struct ivy_hub {
     struct {
         ivy_thread *head, *tail;
     } runq;
+    ivy_thread *pass_next, *pass_last; /* the rest of the running pass (see ivy__park) */
     struct ivy_timer_heap timers;
     uint64_t next_id;
     uint64_t stall_ns;
-    uint64_t slice_start; /* coarse clock: when the running thread was resumed */
+    uint64_t slice_start;  /* coarse clock: when the running thread was resumed */
+    uint64_t coarse_slack; /* how far the coarse clock may lag the precise one */
     struct ivy_hub_stats stats;
     uint64_t external; /* wake-ups promised from outside the ring (offload jobs running) */
     void *offload;     /* io/offload.c's pool bound to this ring; NULL until first offload */
@@ -123,7 +143,14 @@ struct ivy_hub {
 
 extern __thread struct ivy_hub *ivy__hub_tls;
 
-struct ivy_hub *ivy__hub(void); /* this thread's hub, set up with defaults if needed */
+struct ivy_hub *ivy__hub_slow(void);
+
+/* This thread's hub, set up with defaults if needed; NULL when that fails. */
+static inline struct ivy_hub *ivy__hub(void)
+{
+    struct ivy_hub *h = ivy__hub_tls;
+    return IVY_LIKELY(h) ? h : ivy__hub_slow();
+}
 
 static inline ivy_thread *ivy__self(void)
 {
@@ -139,10 +166,36 @@ static inline int ivy__blocking_check(ivy_thread *t)
     return 0;
 }
 
-/* Suspends t (the caller) until ivy__ready(t, v); returns v. */
-int ivy__park(ivy_thread *t);
 /* Makes t runnable, ivy__park returning value; t must be parked (or running, to yield). */
-void ivy__ready(ivy_thread *t, int value);
+static inline void ivy__ready(ivy_thread *t, int value)
+{
+    struct ivy_hub *h = ivy__hub_tls;
+    t->wake = value;
+    t->state = IVY_T_READY;
+    t->next = NULL;
+    if (h->runq.tail)
+        h->runq.tail->next = t;
+    else
+        h->runq.head = t;
+    h->runq.tail = t;
+}
+
+/* For ivy__park: the greenlet to switch to, and the value to pass it. */
+ivy_greenlet *ivy__park_target(ivy_thread *t, ivy_thread **arg);
+
+/*
+ * Suspends t (the caller) until ivy__ready(t, v); returns v. The next thread of the hub's pass
+ * runs next, switched to directly when there is one. Inline, so that the switch is made from
+ * the blocking call's own frame: each return between a switch and the next call is one the
+ * return-stack predictor misses.
+ */
+static inline int ivy__park(ivy_thread *t)
+{
+    ivy_thread *arg;
+    ivy_greenlet *g = ivy__park_target(t, &arg);
+    ivy_switch(g, arg, NULL);
+    return t->wake;
+}
 /* Takes a parked thread out of what it waits on with err (kill, deadline). */
 void ivy__interrupt(ivy_thread *t, int err);
 

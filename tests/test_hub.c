@@ -31,7 +31,8 @@ static void spawned_threads_run_in_fifo_order(void **state)
 {
     norder = 0;
     ivy_thread *t[5];
-    for (int i = 0; i < 5; i++) t[i] = ivy_spawn(append_char, (void *)(intptr_t)('a' + i));
+    for (int i = 0; i < 5; i++)
+        t[i] = ivy_spawn(append_char, (void *)(intptr_t)('a' + i));
     assert_int_equal(ivy_run(), 0);
     assert_string_equal(order, "abcde");
     for (int i = 0; i < 5; i++) {
@@ -300,7 +301,8 @@ static void hundred_thousand_spawns_leave_nothing_behind(void **state)
 {
     struct ivy_hub_stats before, after;
     ivy_hub_stats(&before);
-    for (int i = 0; i < 100000; i++) assert_int_equal(ivy_spawn_n(empty, NULL), 0);
+    for (int i = 0; i < 100000; i++)
+        assert_int_equal(ivy_spawn_n(empty, NULL), 0);
     assert_int_equal(ivy_run(), 0);
     ivy_hub_stats(&after);
     assert_int_equal(after.threads_alive, 0);
@@ -318,7 +320,8 @@ static void *busy_150ms(void *arg)
 static void *polite_150ms(void *arg)
 {
     uint64_t t0 = ivy_now_ns();
-    while (ivy_now_ns() - t0 < 150000000) ivy_sleep(0.005);
+    while (ivy_now_ns() - t0 < 150000000)
+        ivy_sleep(0.005);
     return NULL;
 }
 
@@ -356,6 +359,116 @@ static void deadlock_is_reported_and_recoverable(void **state)
     assert_int_equal(ivy_join(pair[1], NULL), -ECANCELED);
 }
 
+/* ---- a parking thread hands over to the next one of the pass: same order, same checks ---- */
+
+static void *note_then_exit(void *arg)
+{
+    note((char)(intptr_t)arg);
+    return NULL;
+}
+
+static void *spawn_d_then_yield(void *arg)
+{
+    note('a');
+    ivy_spawn_n(note_then_exit, (void *)'d'); /* ready during the pass: runs in the next one */
+    assert_int_equal(ivy_sleep(0), 0);
+    note('A');
+    return NULL;
+}
+
+static void threads_readied_during_a_pass_wait_for_the_next(void **state)
+{
+    norder = 0;
+    ivy_spawn_n(spawn_d_then_yield, NULL);
+    ivy_spawn_n(note_then_exit, (void *)'b');
+    ivy_spawn_n(note_then_exit, (void *)'c');
+    assert_int_equal(ivy_run(), 0);
+    assert_string_equal(order, "abcdA");
+}
+
+static ivy_thread *victim;
+
+static void *kill_victim_then_yield(void *arg)
+{
+    note('a');
+    assert_int_equal(ivy_kill(victim), 0);
+    assert_int_equal(ivy_sleep(0), 0); /* hands over to b, which hands over past the victim */
+    note('A');
+    return NULL;
+}
+
+static void *yield_once(void *arg)
+{
+    note((char)(intptr_t)arg);
+    assert_int_equal(ivy_sleep(0), 0);
+    note((char)((intptr_t)arg - 'a' + 'A'));
+    return NULL;
+}
+
+static void handover_never_starts_a_killed_thread(void **state)
+{
+    norder = 0;
+    ivy_spawn_n(kill_victim_then_yield, NULL);
+    ivy_spawn_n(yield_once, (void *)'b');
+    victim = ivy_spawn(append_char, (void *)'v');
+    ivy_spawn_n(yield_once, (void *)'c');
+    assert_int_equal(ivy_run(), 0);
+    assert_string_equal(order, "abcABC");
+    void *v;
+    assert_int_equal(ivy_join(victim, &v), 0);
+    assert_ptr_equal(v, ivy_err_ptr(IVY_EXIT));
+}
+
+static void *busy_150ms_then_yield(void *arg)
+{
+    busy_150ms(NULL);
+    assert_int_equal(ivy_sleep(0), 0); /* the slice ends here, handing over to the next */
+    return NULL;
+}
+
+static void stall_detector_sees_a_slice_that_ends_in_a_handover(void **state)
+{
+    struct ivy_hub_stats a, b;
+    ivy_hub_stats(&a);
+    ivy_spawn_n(busy_150ms_then_yield, NULL);
+    ivy_spawn_n(yield_once, (void *)'x');
+    assert_int_equal(ivy_run(), 0);
+    ivy_hub_stats(&b);
+    assert_int_equal(b.stalls, a.stalls + 1);
+}
+
+static bool sleeper_woke;
+
+static void *yield_until_sleeper_wakes(void *arg)
+{
+    uint64_t t0 = ivy_now_ns();
+    while (!sleeper_woke && ivy_now_ns() - t0 < 2000000000ull)
+        ivy_sleep(0);
+    assert_true(sleeper_woke);
+    return NULL;
+}
+
+static void *sleep_10ms_and_flag(void *arg)
+{
+    uint64_t t0 = ivy_now_ns();
+    assert_int_equal(ivy_sleep(0.010), 0);
+    *(uint64_t *)arg = ivy_now_ns() - t0;
+    sleeper_woke = true;
+    return NULL;
+}
+
+static void timers_fire_while_threads_keep_yielding(void **state)
+{
+    uint64_t took = 0;
+    sleeper_woke = false;
+    ivy_spawn_n(yield_until_sleeper_wakes, NULL);
+    ivy_spawn_n(yield_until_sleeper_wakes, NULL);
+    ivy_spawn_n(sleep_10ms_and_flag, &took);
+    assert_int_equal(ivy_run(), 0);
+    assert_true(took >= 10000000);
+    assert_true(took < 100000000); /* no I/O in flight, yet the timer is not starved */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -374,6 +487,10 @@ int main(void)
         cmocka_unit_test(hundred_thousand_spawns_leave_nothing_behind),
         cmocka_unit_test(stall_detector_fires_on_busy_loop_only),
         cmocka_unit_test(deadlock_is_reported_and_recoverable),
+        cmocka_unit_test(threads_readied_during_a_pass_wait_for_the_next),
+        cmocka_unit_test(handover_never_starts_a_killed_thread),
+        cmocka_unit_test(stall_detector_sees_a_slice_that_ends_in_a_handover),
+        cmocka_unit_test(timers_fire_while_threads_keep_yielding),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
