@@ -7,7 +7,11 @@
 #include <stdint.h>
 #include <string.h>
 
-void ivy__ctx_switch(void **save_sp, void *new_sp);
+/*
+ * Saves the current context's stack pointer in *save_sp and resumes the one at new_sp, where the
+ * ivy__ctx_switch call that suspended it returns err.
+ */
+int ivy__ctx_switch(void **save_sp, void *new_sp, int err);
 void ivy__ctx_start(void);
 
 /*
@@ -22,7 +26,7 @@ static inline void *ivy__ctx_make(char *top, void (*entry)(void))
     uint16_t fpucw;
     __asm__ volatile("stmxcsr %0; fnstcw %1" : "=m"(mxcsr), "=m"(fpucw));
     f[0] = (uint64_t)mxcsr | (uint64_t)fpucw << 32;
-    f[1] = f[2] = f[3] = f[4] = 0;   /* r15 r14 r13 r12 */
+    f[1] = f[2] = f[3] = f[4] = 0;     /* r15 r14 r13 r12 */
     f[5] = (uint64_t)(uintptr_t)entry; /* rbx */
     f[6] = 0;                          /* rbp */
     f[7] = (uint64_t)(uintptr_t)ivy__ctx_start;

@@ -6,8 +6,9 @@
  *   stack of its own, is always active and never dies; `current` is the running greenlet.
  * - A greenlet's struct sits at the top of its stack (ivy__greenlet_new_ex), so it lives until
  *   ivy_greenlet_free, dead or not.
- * - Values cross a switch through the thread state (xfer_value, xfer_err): set by the side that
- *   switches away, read by the side that resumes.
+ * - A value crosses a switch before it: the switcher stores it in the resumed greenlet's *out,
+ *   kept in its struct while it is suspended (or in xfer_value, run's argument, on first entry),
+ *   and the error is the assembly's return value on the resumed side.
  * - Every path that resumes a greenlet goes through resume(), which walks up from dead
  *   greenlets and kills not-started ones that an error reaches, as greenlet does.
  */
@@ -29,8 +30,7 @@
 struct ivy_tstate {
     ivy_greenlet *current;
     ivy_greenlet main;
-    void *xfer_value;
-    int xfer_err;
+    void *xfer_value; /* run's argument, for a greenlet's first entry */
     bool inited;
 #if IVY_ASAN
     ivy_greenlet *from; /* the greenlet we switched away from, to learn its stack bounds */
@@ -130,19 +130,28 @@ size_t ivy_greenlet_stack_size(const ivy_greenlet *g)
 
 static void greenlet_entry(void);
 
-static inline void stack_switch(struct ivy_tstate *ts, ivy_greenlet *from, ivy_greenlet *to)
+#define IVY_ALWAYS_INLINE inline __attribute__((always_inline))
+
+/*
+ * Switches stacks; returns, once some greenlet resumes `from`, the error that one passed. Outside
+ * ASan this is a plain tail call, so each public switch ends by jumping into the assembly, which
+ * jumps straight back to the resumed greenlet's own call site.
+ */
+static IVY_ALWAYS_INLINE int stack_switch(struct ivy_tstate *ts, ivy_greenlet *from,
+                                          ivy_greenlet *to, int err)
 {
 #if IVY_ASAN
     /* A dead greenlet never comes back: NULL lets ASan drop its fake stack. */
     __sanitizer_start_switch_fiber(from->state == IVY_G_DEAD ? NULL : &from->asan_fake,
                                    to->asan_bottom, to->asan_size);
     ts->from = from;
-    ivy__ctx_switch(&from->sp, to->sp);
+    err = ivy__ctx_switch(&from->sp, to->sp, err);
     ts = &tstate;
     __sanitizer_finish_switch_fiber(from->asan_fake, &ts->from->asan_bottom, &ts->from->asan_size);
+    return err;
 #else
     (void)ts;
-    ivy__ctx_switch(&from->sp, to->sp);
+    return ivy__ctx_switch(&from->sp, to->sp, err);
 #endif
 }
 
@@ -154,11 +163,36 @@ static inline int deliver(void *value, int err, void **out)
 }
 
 /*
- * Resumes `to` with (value, err), or, when `to` is dead, its nearest live ancestor. A
- * not-started greenlet reached by an error dies of it without running; when that error is
- * IVY_EXIT its parent gets it as a plain value. Returns when the caller is switched back to.
+ * Resumes `to`, which is active, with (value, err); returns when the caller is switched back to.
+ * The value is handed over before the switch, into the resumed greenlet's *out (or run's
+ * argument on first entry), and the error travels through the assembly's return value: nothing
+ * is left to do on the far side of the switch. That is what lets the switch be a tail call:
+ * every C frame returning after it would be a return-stack predictor miss, since a switch
+ * leaves that predictor one entry out of step.
  */
-static int resume(struct ivy_tstate *ts, ivy_greenlet *to, void *value, int err, void **out)
+static IVY_ALWAYS_INLINE int resume_live(struct ivy_tstate *ts, ivy_greenlet *to, void *value,
+                                         int err, void **out)
+{
+    ivy_greenlet *self = ts->current;
+    if (IVY_UNLIKELY(to == self)) return deliver(value, err, out);
+    if (IVY_UNLIKELY(to->state == IVY_G_NEW)) {
+        to->state = IVY_G_ACTIVE;
+        ts->xfer_value = value; /* run's argument; err is 0 here */
+    } else if (to->out) {
+        *to->out = err ? NULL : value;
+    }
+    self->out = out;
+    ts->current = to;
+    return stack_switch(ts, self, to, err);
+}
+
+/*
+ * As resume, for a `to` that is not active: a dead greenlet passes (value, err) to its parent,
+ * and a not-started one reached by an error dies of it without running (IVY_EXIT then reaches
+ * its parent as a plain value).
+ */
+static __attribute__((noinline)) int resume_slow(struct ivy_tstate *ts, ivy_greenlet *to,
+                                                 void *value, int err, void **out)
 {
     for (;;) {
         if (to->state == IVY_G_DEAD) {
@@ -171,18 +205,17 @@ static int resume(struct ivy_tstate *ts, ivy_greenlet *to, void *value, int err,
             }
             to = to->parent;
         } else {
-            break;
+            return resume_live(ts, to, value, err, out);
         }
     }
-    ivy_greenlet *self = ts->current;
-    if (to == self) return deliver(value, err, out);
-    if (to->state == IVY_G_NEW) to->state = IVY_G_ACTIVE;
-    ts->xfer_value = value;
-    ts->xfer_err = err;
-    ts->current = to;
-    stack_switch(ts, self, to);
-    ts = &tstate;
-    return deliver(ts->xfer_value, ts->xfer_err, out);
+}
+
+/* Resumes `to` with (value, err), or, when it is dead, its nearest live ancestor. */
+static IVY_ALWAYS_INLINE int resume(struct ivy_tstate *ts, ivy_greenlet *to, void *value, int err,
+                                    void **out)
+{
+    if (IVY_UNLIKELY(to->state != IVY_G_ACTIVE)) return resume_slow(ts, to, value, err, out);
+    return resume_live(ts, to, value, err, out);
 }
 
 int ivy_switch(ivy_greenlet *g, void *in, void **out)
@@ -254,7 +287,8 @@ ivy_greenlet *ivy__greenlet_new_ex(ivy_run_fn run, ivy_greenlet *parent, size_t 
     size_t head = (sizeof(ivy_greenlet) + 15) & ~(size_t)15;
     extra = (extra + 15) & ~(size_t)15;
     char *top = st.base + st.size - 64; /* 64: the pool's free-list link lives above */
-    ivy_greenlet *g = (ivy_greenlet *)(void *)(top - head - extra);
+    /* Cache-line aligned, so the fields a switch touches share one line. */
+    ivy_greenlet *g = (ivy_greenlet *)(void *)(top - ((head + extra + 63) & ~(size_t)63));
     memset(g, 0, sizeof *g);
     g->run = run;
     g->ts = ts;
@@ -278,6 +312,15 @@ ivy_greenlet *ivy_greenlet_new(ivy_run_fn run, ivy_greenlet *parent, size_t stac
     return ivy__greenlet_new_ex(run, parent, stack_size, 0, NULL);
 }
 
+static void reparent_children(ivy_greenlet *g)
+{
+    while (g->first_child) {
+        ivy_greenlet *c = g->first_child;
+        unlink_child(c);
+        link_child(g->parent, c);
+    }
+}
+
 int ivy_greenlet_free(ivy_greenlet *g)
 {
     struct ivy_tstate *ts = tstate_get();
@@ -285,18 +328,20 @@ int ivy_greenlet_free(ivy_greenlet *g)
     if (g->ts != ts) return -EPERM;
     if (g == &ts->main) return -EINVAL;
     if (g == ts->current) return -EBUSY;
+    /*
+     * Children go to g's parent, where switching to them would have led after g's death. First,
+     * before the kill: the caller may be g's descendant, and g is about to become its child.
+     */
+    reparent_children(g);
     if (g->state == IVY_G_ACTIVE) {
         /* Kill it as greenlet's collector does: the exit error, with us as the parent. */
-        unlink_child(g);
-        link_child(ts->current, g);
+        if (g->parent != ts->current) {
+            unlink_child(g);
+            link_child(ts->current, g);
+        }
         ivy_throw(g, IVY_EXIT, NULL);
         if (g->state != IVY_G_DEAD) return -EBUSY; /* it refused to die and switched back */
-    }
-    /* Children go to our parent: where switching to them would have led after our death. */
-    while (g->first_child) {
-        ivy_greenlet *c = g->first_child;
-        unlink_child(c);
-        link_child(g->parent, c);
+        reparent_children(g);                      /* any it made while dying */
     }
     unlink_child(g);
     struct ivy_stack st = g->stack;
@@ -324,7 +369,8 @@ static size_t fmt_num(char *p, uintptr_t v, unsigned base)
         tmp[n++] = "0123456789abcdef"[v % base];
         v /= base;
     } while (v);
-    while (n) p[i++] = tmp[--n];
+    while (n)
+        p[i++] = tmp[--n];
     return i;
 }
 

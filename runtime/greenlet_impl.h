@@ -23,15 +23,17 @@ enum ivy_gstate { IVY_G_NEW, IVY_G_ACTIVE, IVY_G_DEAD };
 struct ivy_tstate;
 
 struct ivy_greenlet {
-    void *sp; /* saved stack pointer while suspended */
+    /* What a switch touches comes first: one cache line (the struct is 64-byte aligned). */
+    void *sp;   /* saved stack pointer while suspended */
+    void **out; /* while suspended: where its pending switch wants the value it resumes with */
+    struct ivy_tstate *ts; /* owning thread */
+    unsigned char state;
     ivy_greenlet *parent;
     ivy_greenlet *first_child, *next_sibling, *prev_sibling;
     ivy_run_fn run;
-    struct ivy_tstate *ts; /* owning thread */
     const char *name;
     void *data; /* the owner's: the hub keeps its green thread here */
     struct ivy_stack stack;
-    unsigned char state;
 #if IVY_ASAN
     void *asan_fake;
     const void *asan_bottom;

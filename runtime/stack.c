@@ -5,12 +5,20 @@
  * per-thread LIFO when released, so the next greenlet gets a warm stack with no syscall. A
  * thread keeps at most HOT_MAX of them with their pages; beyond that a released stack's pages go
  * back to the kernel (MADV_DONTNEED) before it joins the list. Stacks of another size have a
- * mapping of their own and are unmapped on release.
+ * mapping of their own and are unmapped on release. Every slot is a page below its stack (the
+ * guard, when there is one) and the stack; the free-list link lives in the top bytes of a free
+ * stack itself.
  *
- * Guard pages cost one extra kernel mapping each, and vm.max_map_count caps mappings per process
- * (65530 by default). Guarded stacks are handed out while they fit in a budget derived from the
- * sysctl; past it, stacks come without guards and one line on stderr says so and names the
- * sysctl to raise. The free-list link lives in the top bytes of the free stack itself.
+ * Guard pages: since Linux 6.13, MADV_GUARD_INSTALL makes them page-table markers that cost no
+ * kernel mapping, so every stack gets one. Older kernels need mprotect, which splits the slab's
+ * mapping at each guard, and vm.max_map_count caps mappings per process (65530 by default): there
+ * guarded stacks are handed out while they fit in a budget derived from the sysctl; past it,
+ * stacks come without guards and one line on stderr says so and names the sysctl to raise.
+ *
+ * A slab's syscalls are per slab, not per stack: process_madvise applies one advice to all its
+ * guard pages at once, and pre-faults all its top pages (which the free-list links are about to
+ * touch anyway) at once, much cheaper than a page fault each. Where process_madvise may not be
+ * used on ourselves (before Linux 6.13), madvise does it page by page.
  */
 #include "stack.h"
 
@@ -20,6 +28,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -27,7 +37,11 @@
 #define IVY_STACK_DEFAULT (512 * 1024) /* ASan frames are several times larger */
 #else
 #define ASAN_UNPOISON_MEMORY_REGION(a, n) ((void)(a), (void)(n))
-#define IVY_STACK_DEFAULT (128 * 1024)
+#define IVY_STACK_DEFAULT                 (128 * 1024)
+#endif
+
+#ifndef MADV_GUARD_INSTALL
+#define MADV_GUARD_INSTALL 102 /* Linux 6.13; Debian 12's headers predate it */
 #endif
 
 enum { SLAB_STACKS = 64, HOT_MAX = 1024, MAPS_RESERVED = 8192 };
@@ -52,8 +66,20 @@ static pthread_mutex_t global_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct free_stack *depot; /* stacks left by exited threads, pages released */
 static size_t default_size = IVY_STACK_DEFAULT;
 static size_t guard_budget;
-static size_t guarded_stacks;
+static size_t guarded_stacks; /* guarded by mprotect: each costs a mapping */
 static size_t page_size;
+
+/* What the kernel turned out to support: unknown (0) until tried, then yes (1) or no (-1). */
+static int guard_markers, self_process_madvise, populate_write;
+
+static int known(int *flag)
+{
+    return __atomic_load_n(flag, __ATOMIC_RELAXED);
+}
+static void learn(int *flag, bool yes)
+{
+    __atomic_store_n(flag, yes ? 1 : -1, __ATOMIC_RELAXED);
+}
 
 size_t ivy__page_size(void)
 {
@@ -118,7 +144,7 @@ static size_t read_max_map_count(void)
     return v;
 }
 
-/* Called with global_lock held: may the next n stacks have guard pages? */
+/* Called with global_lock held: may the next n stacks have mprotect guard pages? */
 static bool guards_fit(size_t n)
 {
     static bool warned;
@@ -138,31 +164,100 @@ static bool guards_fit(size_t n)
     return false;
 }
 
-/* Maps n stacks of size bytes in one mapping, guarded if the budget allows. */
-static char *map_stacks(size_t n, size_t size, bool *guarded)
+/*
+ * Applies advice to the n pages at pages[i]: with one process_madvise where the kernel lets us
+ * use it on ourselves with this advice, else with one madvise each. 0 or a negative errno.
+ */
+static int advise_pages(char *const *pages, size_t n, int advice)
+{
+    size_t pg = ivy__page_size();
+    bool tried = false;
+    if (known(&self_process_madvise) >= 0) {
+        struct iovec iov[SLAB_STACKS];
+        for (size_t i = 0; i < n; i++)
+            iov[i] = (struct iovec){pages[i], pg};
+        /* A pidfd per call, not one kept: a forked child must not advise its parent. */
+        int pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
+        long done = pidfd < 0 ? -1 : syscall(SYS_process_madvise, pidfd, iov, n, advice, 0);
+        if (pidfd >= 0) close(pidfd);
+        if (done == (long)(n * pg)) {
+            learn(&self_process_madvise, true);
+            return 0;
+        }
+        tried = true; /* and failed: page by page says whether the advice or the call did */
+    }
+    for (size_t i = 0; i < n; i++)
+        if (madvise(pages[i], pg, advice) != 0) return -errno;
+    if (tried && known(&self_process_madvise) == 0) learn(&self_process_madvise, false);
+    return 0;
+}
+
+/* Guard pages (the first page of each slot) by mprotect, within the mapping budget. */
+static bool protect_guards(char *m, size_t n, size_t slot)
 {
     size_t pg = ivy__page_size();
     pthread_mutex_lock(&global_lock);
-    *guarded = guards_fit(n);
-    if (*guarded) guarded_stacks += n;
+    bool fit = guards_fit(n);
+    if (fit) guarded_stacks += n;
     pthread_mutex_unlock(&global_lock);
+    if (!fit) return false;
+    for (size_t i = 0; i < n; i++) {
+        if (mprotect(m + i * slot, pg, PROT_NONE) == 0) continue;
+        /* Out of mappings despite the budget: undo, and stop trying. */
+        while (i-- > 0)
+            mprotect(m + i * slot, pg, PROT_READ | PROT_WRITE);
+        pthread_mutex_lock(&global_lock);
+        guarded_stacks -= n;
+        guard_budget = guarded_stacks;
+        pthread_mutex_unlock(&global_lock);
+        return false;
+    }
+    return true;
+}
 
-    size_t slot = size + (*guarded ? pg : 0);
+/* An unmapped stack's mprotect guard no longer counts against the budget. */
+static void forget_guard(bool guarded)
+{
+    if (!guarded || known(&guard_markers) > 0) return;
+    pthread_mutex_lock(&global_lock);
+    guarded_stacks--;
+    pthread_mutex_unlock(&global_lock);
+}
+
+/*
+ * Maps n stacks of size bytes in one mapping, n slots of a guard page and a stack, guarded if the
+ * kernel and the budget allow; their top pages are faulted in.
+ */
+static char *map_stacks(size_t n, size_t size, bool *guarded)
+{
+    size_t pg = ivy__page_size(), slot = size + pg;
     char *m = mmap(NULL, n * slot, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
     if (m == MAP_FAILED) return NULL;
-    for (size_t i = 0; *guarded && i < n; i++) {
-        if (mprotect(m + i * slot, pg, PROT_NONE) != 0) {
-            /* Out of mappings despite the budget: keep going without guards. */
-            munmap(m, n * slot);
-            pthread_mutex_lock(&global_lock);
-            guarded_stacks -= n;
-            guard_budget = guarded_stacks;
-            pthread_mutex_unlock(&global_lock);
-            return map_stacks(n, size, guarded);
-        }
+    char *pages[SLAB_STACKS];
+    for (size_t i = 0; i < n; i++)
+        pages[i] = m + i * slot;
+    *guarded = false;
+    if (known(&guard_markers) >= 0) {
+        int rc = advise_pages(pages, n, MADV_GUARD_INSTALL);
+        if (rc == 0 || rc == -EINVAL) learn(&guard_markers, rc == 0);
+        *guarded = rc == 0;
+    }
+    if (!*guarded) *guarded = protect_guards(m, n, slot);
+    if (known(&populate_write) >= 0) {
+        for (size_t i = 0; i < n; i++)
+            pages[i] = m + (i + 1) * slot - pg;
+        int rc = advise_pages(pages, n, MADV_POPULATE_WRITE); /* Linux 5.14 */
+        if (rc == 0 || rc == -EINVAL) learn(&populate_write, rc == 0);
     }
     return m;
+}
+
+static void unmap_stack(char *base, size_t size, bool guarded)
+{
+    size_t pg = ivy__page_size();
+    munmap(base - pg, size + pg);
+    forget_guard(guarded);
 }
 
 static int carve_slab(size_t size)
@@ -170,9 +265,9 @@ static int carve_slab(size_t size)
     bool guarded;
     char *m = map_stacks(SLAB_STACKS, size, &guarded);
     if (!m) return -ENOMEM;
-    size_t slot = size + (guarded ? ivy__page_size() : 0);
+    size_t slot = size + ivy__page_size();
     for (size_t i = SLAB_STACKS; i-- > 0;) {
-        char *base = m + i * slot + (guarded ? ivy__page_size() : 0);
+        char *base = m + i * slot + ivy__page_size();
         struct free_stack *n = node_of(base, size);
         *n = (struct free_stack){pool.head, base, size, guarded};
         pool.head = n;
@@ -201,7 +296,7 @@ int ivy__stack_alloc(struct ivy_stack *st, size_t size)
     if (size != default_size) {
         char *m = map_stacks(1, size, &st->guarded);
         if (!m) return -ENOMEM;
-        st->base = m + (st->guarded ? pg : 0);
+        st->base = m + pg;
         st->size = size;
         st->pooled = false;
         return 0;
@@ -216,7 +311,7 @@ int ivy__stack_alloc(struct ivy_stack *st, size_t size)
             } else if (pool.head->size != size) {
                 struct free_stack *n = pool.head; /* old default size: drop it */
                 pool.head = n->next;
-                munmap(n->base - (n->guarded ? pg : 0), n->size + (n->guarded ? pg : 0));
+                unmap_stack(n->base, n->size, n->guarded);
             }
         }
     }
@@ -230,9 +325,8 @@ int ivy__stack_alloc(struct ivy_stack *st, size_t size)
 
 void ivy__stack_release(struct ivy_stack *st)
 {
-    size_t pg = ivy__page_size();
     if (!st->pooled || st->size != default_size) {
-        munmap(st->base - (st->guarded ? pg : 0), st->size + (st->guarded ? pg : 0));
+        unmap_stack(st->base, st->size, st->guarded);
         return;
     }
     ASAN_UNPOISON_MEMORY_REGION(st->base, st->size);

@@ -1,11 +1,11 @@
 /*
  * Context switch for aarch64 (AAPCS64).
  *
- *   void ivy__ctx_switch(void **save_sp, void *new_sp)
+ *   int ivy__ctx_switch(void **save_sp, void *new_sp, int err)
  *
  * Saves x19-x30 and d8-d15 in a 160-byte frame on the current stack, stores sp in *save_sp and
- * resumes the frame at new_sp. A fresh context (see context.c) has x30 = ivy__ctx_start and
- * x19 = the entry function.
+ * resumes the frame at new_sp, whose own ivy__ctx_switch call then returns err. A fresh
+ * context (see context.h) has x30 = ivy__ctx_start and x19 = the entry function.
  */
     .text
     .globl  ivy__ctx_switch
@@ -38,6 +38,7 @@ ivy__ctx_switch:
     ldp     d12, d13, [sp, #128]
     ldp     d14, d15, [sp, #144]
     add     sp, sp, #160
+    mov     w0, w2
     ret
     .size   ivy__ctx_switch, .-ivy__ctx_switch
 

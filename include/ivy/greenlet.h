@@ -54,9 +54,10 @@ static inline int ivy_ptr_err(const void *p)
 ivy_greenlet *ivy_greenlet_new(ivy_run_fn run, ivy_greenlet *parent, size_t stack_size);
 
 /*
- * Frees g. A suspended greenlet is first killed, as greenlet's garbage collector does: its
- * parent becomes the caller and IVY_EXIT is thrown into it. Its children are re-parented to its
- * parent, which is where a switch to them would have gone after its death anyway.
+ * Frees g. Its children are first re-parented to its parent, which is where a switch to them
+ * would have gone after its death anyway. A suspended greenlet is then killed, as greenlet's
+ * garbage collector does: its parent becomes the caller and IVY_EXIT is thrown into it (the
+ * caller may be its descendant: that makes no cycle, its children having moved).
  * -EBUSY for the current greenlet, -EINVAL for a main greenlet, -EPERM for another thread's.
  */
 int ivy_greenlet_free(ivy_greenlet *g);
@@ -89,11 +90,13 @@ const char *ivy_greenlet_name(const ivy_greenlet *g);
 size_t ivy_greenlet_stack_size(const ivy_greenlet *g);
 
 /*
- * Stacks are mmap'ed with a PROT_NONE guard page below them and recycled per thread; only the
- * pages a greenlet touches cost memory. The default size is 128 KiB (512 KiB under
- * AddressSanitizer). Each guard page costs a kernel mapping and vm.max_map_count (65530 by
- * default) caps mappings: past about 30,000 guarded stacks ivy says so once on stderr, names the
- * sysctl to raise, and hands out stacks without guard pages rather than failing.
+ * Stacks are mmap'ed with a guard page below them and recycled per thread; only the pages a
+ * greenlet touches cost memory (one page for a greenlet that has barely run). The default size
+ * is 128 KiB (512 KiB under AddressSanitizer). From Linux 6.13 on, guard pages are page-table
+ * markers (MADV_GUARD_INSTALL) and cost no kernel mapping. On older kernels each costs one, and
+ * vm.max_map_count (65530 by default) caps mappings: past about 30,000 guarded stacks ivy says so
+ * once on stderr, names the sysctl to raise, and hands out stacks without guard pages rather
+ * than failing.
  */
 size_t ivy_stack_default_size(void);
 int ivy_stack_set_default_size(size_t size); /* -EINVAL below 16 KiB */
