@@ -70,7 +70,6 @@ struct conn {
     unsigned nreq; /* answered since the last ivy_worker_count */
     uint64_t bytes_in, bytes_out;
     struct pending p;
-    struct ivy_http_request req;
 };
 
 /* Per worker (per OS thread): buffer pools, the prebuilt hello response, counters. */
@@ -89,6 +88,9 @@ static __thread struct {
     char hello[256];
     uint64_t requests, conns_open, conns_total, bytes_in, bytes_out, errors;
     uint64_t buffers_held; /* input and output buffers held by connections */
+    /* The parsed head: every field we need is copied out before the thread can switch, so
+     * one per worker serves all connections, and 3 KiB less stack is touched per connection. */
+    struct ivy_http_request req;
 } app = {.hello_time = -1};
 
 static const char hello_body[] = "Hello, World!";
@@ -337,7 +339,7 @@ static int process(struct conn *c, time_t *now)
         struct pending *p = &c->p;
         if (!p->active) {
             if (c->off == c->len) return 0;
-            struct ivy_http_request *r = &c->req;
+            struct ivy_http_request *r = &app.req;
             int rc = ivy_http_parse_request(c->in + c->off, c->len - c->off, r);
             if (rc == 0) return 0;
             if (rc < 0) {
@@ -477,10 +479,9 @@ static void serve(struct conn *c)
 static void *conn_main(void *arg)
 {
     struct conn c;
-    memset(&c, 0, offsetof(struct conn, req));
+    memset(&c, 0, sizeof c);
     c.fd = (int)((intptr_t)arg >> 1);
     c.test_routes = (intptr_t)arg & 1;
-    c.req.body_limit = 0;
     ivy_conn_open(&c.reg);
     app.conns_open++;
     app.conns_total++;
