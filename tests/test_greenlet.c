@@ -182,7 +182,7 @@ static void switch_into_new_greenlet_passes_value_as_run_argument(void **state)
     assert_int_equal(ivy_greenlet_free(g), 0);
 }
 
-static ivy_greenlet *main_g, *ga, *gb, *gc;
+static ivy_greenlet *main_g, *ga, *gb, *gc; /* main_g: this thread's main greenlet */
 
 /* Suspends to main, then reports the value its pending switch got and switches back. */
 static void *waiter(void *arg)
@@ -205,7 +205,6 @@ static void run_return_resumes_parent_not_the_switcher(void **state)
 {
     (void)state;
     trace_reset();
-    main_g = ivy_current();
     ga = ivy_greenlet_new(waiter, NULL, 0);
     void *out;
     assert_int_equal(ivy_switch(ga, V(1), &out), 0);
@@ -246,7 +245,6 @@ static void run_return_with_dead_parent_goes_to_grandparent(void **state)
 {
     (void)state;
     trace_reset();
-    main_g = ivy_current();
     ga = ivy_greenlet_new(grand_p, NULL, 0);
     void *out;
     assert_int_equal(ivy_switch(ga, NULL, &out), 0);
@@ -314,7 +312,6 @@ static void switch_to_dead_greenlet_goes_to_nearest_live_ancestor(void **state)
 {
     (void)state;
     trace_reset();
-    main_g = ivy_current();
     gc = ivy_greenlet_new(chain_p, NULL, 0); /* P: main <- P <- A <- B */
     void *out;
     assert_int_equal(ivy_switch(gc, NULL, &out), 0);
@@ -365,16 +362,23 @@ static void *catcher(void *arg)
     return V(3);
 }
 
-static void throw_into_suspended_greenlet_makes_its_switch_report_error(void **state)
+/* A catcher in the given mode, started and waiting in its switch to main. */
+static ivy_greenlet *start_catcher(enum throw_mode mode)
 {
-    (void)state;
     trace_reset();
-    main_g = ivy_current();
-    throw_mode = HANDLE;
+    throw_mode = mode;
     ivy_greenlet *g = ivy_greenlet_new(catcher, NULL, 0);
     void *out;
     assert_int_equal(ivy_switch(g, NULL, &out), 0);
-    out = SENTINEL;
+    assert_ptr_equal(out, V(1));
+    return g;
+}
+
+static void throw_into_suspended_greenlet_makes_its_switch_report_error(void **state)
+{
+    (void)state;
+    ivy_greenlet *g = start_catcher(HANDLE);
+    void *out = SENTINEL;
     assert_int_equal(ivy_throw(g, -EIO, &out), 0); /* g handled it and switched back */
     assert_ptr_equal(out, V(2));
     assert_string_equal(trace_buf, "caught:rc=-5,v=NULL");
@@ -389,13 +393,8 @@ static void throw_into_suspended_greenlet_makes_its_switch_report_error(void **s
 static void unhandled_error_reaches_parent_as_error(void **state)
 {
     (void)state;
-    trace_reset();
-    main_g = ivy_current();
-    throw_mode = PROPAGATE;
-    ivy_greenlet *g = ivy_greenlet_new(catcher, NULL, 0);
-    void *out;
-    assert_int_equal(ivy_switch(g, NULL, &out), 0);
-    out = SENTINEL;
+    ivy_greenlet *g = start_catcher(PROPAGATE);
+    void *out = SENTINEL;
     assert_int_equal(ivy_throw(g, -ECONNRESET, &out), -ECONNRESET);
     assert_null(out);
     assert_true(ivy_greenlet_dead(g));
@@ -430,13 +429,8 @@ static void run_returning_error_pointer_reaches_parent_as_error(void **state)
 static void exit_reaches_parent_as_normal_value(void **state)
 {
     (void)state;
-    trace_reset();
-    main_g = ivy_current();
-    throw_mode = PROPAGATE;
-    ivy_greenlet *g = ivy_greenlet_new(catcher, NULL, 0);
-    void *out;
-    assert_int_equal(ivy_switch(g, NULL, &out), 0);
-    out = SENTINEL;
+    ivy_greenlet *g = start_catcher(PROPAGATE);
+    void *out = SENTINEL;
     assert_int_equal(ivy_throw(g, IVY_EXIT, &out), 0);
     assert_ptr_equal(out, ivy_err_ptr(IVY_EXIT));
     assert_int_equal(ivy_ptr_err(out), IVY_EXIT);
@@ -496,7 +490,6 @@ static void throw_into_unstarted_greenlet_hands_error_to_its_parent(void **state
 {
     (void)state;
     trace_reset();
-    main_g = ivy_current();
     ran = false;
     ga = ivy_greenlet_new(parent_of_unstarted, NULL, 0);
     assert_int_equal(ivy_switch(ga, NULL, NULL), 0);
@@ -608,7 +601,6 @@ static void *free_self_and_main(void *arg)
 static void free_refuses_current_and_main(void **state)
 {
     (void)state;
-    main_g = ivy_current();
     assert_int_equal(ivy_greenlet_free(main_g), -EINVAL);
     ivy_greenlet *g = ivy_greenlet_new(free_self_and_main, NULL, 0);
     assert_int_equal(ivy_switch(g, NULL, NULL), 0);
@@ -673,7 +665,6 @@ static void *observe(void *arg)
 static void states_are_observable_at_each_step(void **state)
 {
     (void)state;
-    main_g = ivy_current();
     assert_non_null(main_g);
     assert_true(ivy_greenlet_is_main(main_g));
     assert_true(ivy_greenlet_started(main_g));
@@ -756,7 +747,6 @@ static void *deep_run(void *arg)
 static void deep_tree_of_10000_nested_greenlets_unwinds(void **state)
 {
     (void)state;
-    main_g = ivy_current();
     deep_mismatch = 0;
     deep_leaf_err = 0;
     ivy_greenlet *top = ivy_greenlet_new(deep_run, NULL, 0);
@@ -798,7 +788,6 @@ static void *pong(void *arg)
 static void million_switches_ping_pong(void **state)
 {
     (void)state;
-    main_g = ivy_current();
     pong_mismatch = 0;
     ivy_greenlet *g = ivy_greenlet_new(pong, NULL, 0);
     unsigned mismatch = 0;
@@ -858,7 +847,6 @@ static void *fp_changer(void *arg)
 static void floating_point_control_words_are_per_greenlet(void **state)
 {
     (void)state;
-    main_g = ivy_current();
     unsigned mxcsr = _mm_getcsr();
     unsigned short cw = fpucw_get();
     ivy_greenlet *g = ivy_greenlet_new(fp_changer, NULL, 0);
@@ -979,7 +967,6 @@ static void free_suspended_greenlet_kills_it_with_exit_and_reparents_children(vo
 {
     (void)state;
     trace_reset();
-    main_g = ivy_current();
     ivy_greenlet *p = ivy_greenlet_new(nop, NULL, 0); /* doomed's parent, other than main */
     ga = ivy_greenlet_new(doomed, p, 0);
     void *out;
@@ -1032,7 +1019,6 @@ static void free_of_suspended_ancestor_from_descendant_makes_no_cycle(void **sta
 {
     (void)state;
     trace_reset();
-    main_g = ivy_current();
     ga = ivy_greenlet_new(suspends_under_child, NULL, 0);
     assert_int_equal(ivy_switch(ga, NULL, NULL), 0);
     void *out;
@@ -1042,6 +1028,13 @@ static void free_of_suspended_ancestor_from_descendant_makes_no_cycle(void **sta
     assert_string_equal(trace_buf, "parent:rc=-4095 after-free:parent-is-main=1");
     assert_true(ivy_greenlet_dead(gb));
     assert_int_equal(ivy_greenlet_free(gb), 0);
+}
+
+static int find_main_greenlet(void **state)
+{
+    (void)state;
+    main_g = ivy_current();
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -1077,5 +1070,5 @@ int main(int argc, char **argv)
         cmocka_unit_test(free_suspended_greenlet_kills_it_with_exit_and_reparents_children),
         cmocka_unit_test(free_of_suspended_ancestor_from_descendant_makes_no_cycle),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, find_main_greenlet, NULL);
 }
