@@ -22,7 +22,8 @@ debug:
 test:
 	@scripts/deps.sh $(TEST_DEPS)
 	@$(MAKE) --no-print-directory debug
-	@cd build-asan && ctest --output-on-failure -j 2
+	@# serially: several tests time sleeps and respawns, and two of them saturate both cores
+	@cd build-asan && ctest --output-on-failure
 
 run: release
 	./build/apps/ivy serve $(ARGS)

@@ -89,7 +89,7 @@ static void blocking_call_in_pool_lets_other_threads_run(void **state)
     assert_int_equal(ivy_run(), 0);
     assert_true(ticks >= 10);
     assert_true(took >= 200 * MS);
-    assert_true(took < 300 * MS);
+    assert_true(took < 600 * MS); /* generous: a loaded CI machine may preempt us */
 }
 
 /* ---- many jobs, few threads ------------------------------------------------------------- */
@@ -206,7 +206,7 @@ static void kill_of_waiter_returns_ecanceled_at_once_and_job_is_released(void **
     uint64_t run_took = ivy_now_ns() - t0;
     assert_int_equal(waiter_rc, -ECANCELED);
     assert_true(waiter_took >= 20 * MS);
-    assert_true(waiter_took < 60 * MS);
+    assert_true(waiter_took < 150 * MS); /* well before the 200 ms job ends */
     /* ivy_run waited for the orphaned job, which was released exactly once. */
     assert_true(run_took >= 200 * MS);
     assert_int_equal(released, 1);
@@ -236,7 +236,7 @@ static void deadline_expires_offload_with_etimedout(void **state)
     ivy_spawn_n(offload_under_deadline, &took);
     assert_int_equal(ivy_run(), 0);
     assert_true(took >= 50 * MS);
-    assert_true(took < 100 * MS);
+    assert_true(took < 180 * MS); /* before the 200 ms job ends */
 }
 
 /* ---- getaddrinfo ------------------------------------------------------------------------ */
@@ -356,7 +356,7 @@ static void run_returns_once_jobs_finish_and_nothing_stays_armed(void **state)
     assert_int_equal(ivy_run(), 0);
     ivy_spawn_n(sleep_10ms, NULL);
     assert_int_equal(ivy_run(), 0);
-    assert_true(ivy_now_ns() - t0 < 50 * MS);
+    assert_true(ivy_now_ns() - t0 < 150 * MS); /* no armed read kept it running */
 }
 
 /* After the killed waiter has finished, before its job has. */
