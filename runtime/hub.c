@@ -6,10 +6,12 @@
  * one io_uring_submit_and_wait for everything queued, with the earliest timer as its timeout
  * → reap every completion in a batch, each readying the thread it belongs to.
  *
- * Within a pass, a thread that parks switches straight to the next thread of the pass
- * (ivy__park_target) instead of going back to the hub, which would only switch to that same
- * thread: one switch per handover instead of two, same order. Threads come back to the hub when
- * they die (the hub is their parent) and when the pass has nobody left.
+ * A thread that parks switches straight to the next thread of the pass (ivy__park_target)
+ * instead of going back to the hub, which would only switch to that same thread: one switch per
+ * handover instead of two, same order. At the end of a pass it does the same with the first
+ * thread of the next pass when the hub would do nothing else in between (no timer possibly due,
+ * nothing for the kernel). Threads come back to the hub when they die (the hub is their parent)
+ * and when the hub has work of its own.
  *
  * When threads are ready and nothing was queued for the kernel, passes run back to back without
  * a system call, but never more than IDLE_PASSES in a row while a request is in flight, so
@@ -101,6 +103,14 @@ void ivy_stop(void)
 
 /* ---- parking --------------------------------------------------------------------------- */
 
+/* Begins a pass: the threads ready now. Threads readied from here on wait for the next one. */
+static inline void begin_pass(struct ivy_hub *h)
+{
+    h->pass_next = h->runq.head;
+    h->pass_last = h->runq.tail;
+    h->runq.head = h->runq.tail = NULL;
+}
+
 /* The next thread of the running pass, taken off it; NULL once the pass is over. */
 static inline ivy_thread *pass_take(struct ivy_hub *h)
 {
@@ -127,21 +137,52 @@ static inline void end_slice(struct ivy_hub *h, ivy_thread *t)
 }
 
 /*
- * When the pass has another thread to run, a parking thread hands over to it directly: one
- * switch instead of two through the hub, and the pass goes on in the same order as if the hub
- * had run it.
+ * Whether a timer may be due, judged by the coarse clock, which lags the precise one by at most
+ * about its resolution: the precise clock (tens of ns) is read only when this says maybe.
+ */
+static inline bool timers_maybe_due(struct ivy_hub *h)
+{
+    if (!h->timers.n) return false;
+    uint64_t coarse = h->stall_ns ? h->slice_start : coarse_ns();
+    return ivy__timer_next(&h->timers) <= coarse + h->coarse_slack;
+}
+
+/*
+ * At the end of a pass: when all the hub would do is begin the next one (threads ready, nothing
+ * for the kernel, no timer possibly due, no stop, IDLE_PASSES not reached), the parking thread
+ * does it, counting the iteration as the loop does, and returns true.
+ */
+static bool begin_pass_here(struct ivy_hub *h)
+{
+    if (!h->runq.head || h->stop || io_uring_sq_ready(&h->ring) ||
+        h->idle_passes + 1 >= IDLE_PASSES || timers_maybe_due(h))
+        return false;
+    h->idle_passes++;
+    h->stats.iterations++;
+    if (h->on_iteration) h->on_iteration(h->on_iteration_arg);
+    begin_pass(h);
+    return true;
+}
+
+/*
+ * A parking thread t hands over directly to the next thread of the pass, or, at the end of the
+ * pass, to the first of the next one when begin_pass_here allows: one switch instead of two
+ * through the hub, which would only have switched to that same thread. Order and slices are
+ * those the hub would have made. Otherwise t goes back to the hub.
  */
 ivy_greenlet *ivy__park_target(ivy_thread *t, ivy_thread **arg)
 {
     struct ivy_hub *h = ivy__hub_tls;
     if (t->state == IVY_T_RUNNING) t->state = IVY_T_PARKED;
+    end_slice(h, t);
+    h->current = NULL;
     ivy_thread *n = h->pass_next;
+    if (!n && begin_pass_here(h)) n = h->pass_next;
     if (!n || killed_unstarted(n)) {
         *arg = NULL;
         return h->g;
     }
     pass_take(h);
-    end_slice(h, t);
     n->state = IVY_T_RUNNING;
     h->current = n;
     h->stats.switches++;
@@ -226,16 +267,14 @@ static void report_stall(struct ivy_hub *h, ivy_thread *t, uint64_t ns)
 }
 
 /*
- * Runs the pass: the threads ready when it begins, in FIFO order. Each either comes back here
- * or, parking, hands over to the next one itself (ivy__park); whichever thread returns to the
- * hub is h->current, and its slice ends here.
+ * Runs the pass (and the passes threads begin themselves, see ivy__park_target). The hub's
+ * switch returns when a thread dies, h->current then, or parks with nobody to hand over to,
+ * its slice already ended (h->current NULL).
  */
 static void run_pass(struct ivy_hub *h)
 {
     if (!h->runq.head) return;
-    h->pass_next = h->runq.head;
-    h->pass_last = h->runq.tail;
-    h->runq.head = h->runq.tail = NULL;
+    begin_pass(h);
     ivy_thread *t;
     while ((t = pass_take(h))) {
         if (killed_unstarted(t)) {
@@ -249,6 +288,7 @@ static void run_pass(struct ivy_hub *h)
         h->stats.switches++;
         int err = ivy_switch(t->g, t, &value);
         t = h->current;
+        if (!t) continue;
         h->current = NULL;
         end_slice(h, t);
         if (t->g->state == IVY_G_DEAD) ivy__thread_finished(h, t, value, err);
@@ -261,17 +301,6 @@ static inline void restart_slice(struct ivy_hub *h)
     if (h->stall_ns) h->slice_start = coarse_ns();
 }
 
-/*
- * Whether a timer may be due, judged by the coarse clock, which lags the precise one by at most
- * about its resolution: the precise clock (tens of ns) is read only when this says maybe.
- */
-static inline bool timers_maybe_due(struct ivy_hub *h)
-{
-    if (!h->timers.n) return false;
-    uint64_t coarse = h->stall_ns ? h->slice_start : coarse_ns();
-    return ivy__timer_next(&h->timers) <= coarse + h->coarse_slack;
-}
-
 int ivy_run(void)
 {
     struct ivy_hub *h = ivy__hub();
@@ -280,7 +309,7 @@ int ivy_run(void)
     h->stop = false;
     h->in_run = true;
     int rc = 0;
-    unsigned idle_passes = 0;
+    h->idle_passes = 0;
     uint64_t busy_since = ivy_now_ns();
     restart_slice(h);
     for (;;) {
@@ -290,8 +319,8 @@ int ivy_run(void)
          * read: those come at the end of an iteration, when the ring has work, nothing is ready,
          * or IDLE_PASSES passes have run.
          */
-        bool end =
-            !h->runq.head || h->stop || io_uring_sq_ready(&h->ring) || ++idle_passes >= IDLE_PASSES;
+        bool end = !h->runq.head || h->stop || io_uring_sq_ready(&h->ring) ||
+                   ++h->idle_passes >= IDLE_PASSES;
         uint64_t now = 0;
         if (end || timers_maybe_due(h)) {
             now = ivy_now_ns();
@@ -301,7 +330,7 @@ int ivy_run(void)
         if (h->on_iteration) h->on_iteration(h->on_iteration_arg);
         if (!end && !h->stop) continue; /* stop: set by a timer or on_iteration just now */
         if (!now) now = ivy_now_ns();
-        idle_passes = 0;
+        h->idle_passes = 0;
         if (now - busy_since > h->stats.max_loop_lag_ns)
             h->stats.max_loop_lag_ns = now - busy_since;
         if (h->stop) break;

@@ -127,6 +127,7 @@ struct ivy_hub {
         ivy_thread *head, *tail;
     } runq;
     ivy_thread *pass_next, *pass_last; /* the rest of the running pass (see ivy__park) */
+    unsigned idle_passes;              /* passes run back to back without polling the ring */
     struct ivy_timer_heap timers;
     uint64_t next_id;
     uint64_t stall_ns;
@@ -185,9 +186,9 @@ ivy_greenlet *ivy__park_target(ivy_thread *t, ivy_thread **arg);
 
 /*
  * Suspends t (the caller) until ivy__ready(t, v); returns v. The next thread of the hub's pass
- * runs next, switched to directly when there is one. Inline, so that the switch is made from
- * the blocking call's own frame: each return between a switch and the next call is one the
- * return-stack predictor misses.
+ * runs next, switched to directly when the hub has nothing else to do first. Inline, so that the
+ * switch is made from the blocking call's own frame: each return between a switch and the next call
+ * is one the return-stack predictor misses.
  */
 static inline int ivy__park(ivy_thread *t)
 {

@@ -437,6 +437,16 @@ static void stall_detector_sees_a_slice_that_ends_in_a_handover(void **state)
     assert_int_equal(b.stalls, a.stalls + 1);
 }
 
+static void stall_detector_sees_a_lone_thread_that_yields(void **state)
+{
+    struct ivy_hub_stats a, b;
+    ivy_hub_stats(&a);
+    ivy_spawn_n(busy_150ms_then_yield, NULL); /* its yield begins the next pass itself */
+    assert_int_equal(ivy_run(), 0);
+    ivy_hub_stats(&b);
+    assert_int_equal(b.stalls, a.stalls + 1);
+}
+
 static bool sleeper_woke;
 
 static void *yield_until_sleeper_wakes(void *arg)
@@ -490,6 +500,7 @@ int main(void)
         cmocka_unit_test(threads_readied_during_a_pass_wait_for_the_next),
         cmocka_unit_test(handover_never_starts_a_killed_thread),
         cmocka_unit_test(stall_detector_sees_a_slice_that_ends_in_a_handover),
+        cmocka_unit_test(stall_detector_sees_a_lone_thread_that_yields),
         cmocka_unit_test(timers_fire_while_threads_keep_yielding),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
