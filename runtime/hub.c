@@ -23,6 +23,7 @@
  * reports a thread that ran longer than the threshold without yielding.
  */
 #include "hub_impl.h"
+#include "ivy/offload.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,6 +78,10 @@ int ivy_hub_free(void)
     struct ivy_hub *h = ivy__hub_tls;
     if (!h) return 0;
     if (h->stats.threads_alive || h->in_run) return -EBUSY;
+    if (h->offload) {
+        int rc = ivy_offload_shutdown(); /* its read is armed on our ring: stop it first */
+        if (rc < 0) return rc;
+    }
     io_uring_queue_exit(&h->ring);
     ivy__timer_heap_free(&h->timers);
     free(h);
@@ -106,8 +111,12 @@ void ivy_stop(void)
 /* Begins a pass: the threads ready now. Threads readied from here on wait for the next one. */
 static inline void begin_pass(struct ivy_hub *h)
 {
-    h->pass_next = h->runq.head;
-    h->pass_last = h->runq.tail;
+    /*
+     * Two 8-byte loads, not one 16-byte load the compiler would merge them into: ivy__ready has
+     * just stored them separately, and a wide load spanning two pending stores stalls.
+     */
+    h->pass_next = __atomic_load_n(&h->runq.head, __ATOMIC_RELAXED);
+    h->pass_last = __atomic_load_n(&h->runq.tail, __ATOMIC_RELAXED);
     h->runq.head = h->runq.tail = NULL;
 }
 
