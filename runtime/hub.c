@@ -98,7 +98,9 @@ void ivy_hub_stats(struct ivy_hub_stats *out)
 void ivy_hub_set_stall_threshold(double seconds)
 {
     struct ivy_hub *h = ivy__hub();
-    if (h) h->stall_ns = seconds > 0 ? (uint64_t)(seconds * 1e9) : 0;
+    if (!h) return;
+    h->stall_ns = seconds > 0 ? (uint64_t)(seconds * 1e9) : 0;
+    h->slice_start = coarse_ns(); /* unkept while the detector was off */
 }
 
 void ivy_stop(void)
