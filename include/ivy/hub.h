@@ -38,7 +38,8 @@ struct ivy_hub_options {
  * -EPERM (kernel.io_uring_disabled or a seccomp filter), -ENOSYS (kernel without io_uring).
  */
 int ivy_hub_init(const struct ivy_hub_options *opts);
-/* Frees the hub of this thread; only when no green thread is alive (-EBUSY otherwise). */
+/* Frees the hub of this thread and its offload pool; only when no green thread is alive
+   (-EBUSY otherwise). */
 int ivy_hub_free(void);
 
 /*
