@@ -2,6 +2,8 @@
  * End-to-end tests of `ivy serve`: the real binary, real processes and signals, real clients
  * (curl, wrk, raw sockets).
  */
+#include "cluster_impl.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -14,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -194,6 +197,31 @@ static void rolling_restarts_and_recycling_under_load_lose_nothing(void **state)
     stop(sup);
 }
 
+/* `ivy load` against `ivy serve`: the generator's count matches the server's own counters. */
+static void load_count_matches_serve_counters(void **state)
+{
+    int port = free_port();
+    pid_t sup = serve(port, (const char *[]){"--workers", "2", NULL});
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "%s load 127.0.0.1:%d/ -c 8 -d 1 -t 1 --json", ivy_bin, port);
+    const char *out = run(cmd);
+    const char *p = strstr(out, "\"requests\": ");
+    assert_non_null(p);
+    long reported = strtol(p + 12, NULL, 10);
+    assert_true(reported > 100);
+    size_t len;
+    struct ivy_stats_shm *shm = ivy__stats_open(sup, &len);
+    assert_non_null(shm);
+    uint64_t served = 0;
+    for (unsigned i = 0; i < shm->nslots; i++)
+        served += IVY_LOAD(shm->slot[i].requests);
+    munmap(shm, len);
+    /* The server may have answered requests the generator cut at the deadline: 8 at most. */
+    assert_true(served >= (uint64_t)reported);
+    assert_true(served <= (uint64_t)reported + 8);
+    stop(sup);
+}
+
 int main(void)
 {
     const char *dir = getenv("IVY_BUILD_DIR");
@@ -203,6 +231,7 @@ int main(void)
         cmocka_unit_test(curl_and_raw_clients_reach_both_workers),
         cmocka_unit_test(sigterm_lets_a_slow_request_finish),
         cmocka_unit_test(rolling_restarts_and_recycling_under_load_lose_nothing),
+        cmocka_unit_test(load_count_matches_serve_counters),
     };
     if (getenv("IVY_TEST_FILTER")) cmocka_set_test_filter(getenv("IVY_TEST_FILTER"));
     return cmocka_run_group_tests(tests, NULL, NULL);
