@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench.h"
+
 enum {
     RUNS = 5,
     SPAWN_JOINS = 1000000,
@@ -24,18 +26,6 @@ enum {
     THREADS = 1000,
     YIELDS = 1000, /* per thread */
 };
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return v[n / 2];
-}
 
 static void run_or_die(void)
 {

@@ -16,6 +16,8 @@
 #include <time.h>
 #include <ucontext.h>
 
+#include "bench.h"
+
 enum { RUNS = 7, IVY_ROUNDS = 5000000, UC_ROUNDS = 500000, UC_STACK = 64 * 1024 };
 
 static double now_ns(void)
@@ -23,18 +25,6 @@ static double now_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
     return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return v[n / 2];
 }
 
 /* ---- greenlets: a pings b, b pongs a; each round trip is two switches ---------------- */

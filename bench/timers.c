@@ -16,21 +16,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "bench.h"
+
 enum { RUNS = 5, PENDING = 1000000, PAIRS = 4000000, SPARE = 4096 };
 
 static const uint64_t SPAN_NS = 60ull * 1000000000u; /* deadlines within a minute */
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return v[n / 2];
-}
 
 static uint64_t rng = 0x9e3779b97f4a7c15u;
 

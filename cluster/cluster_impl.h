@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <signal.h>
 #include <stdio.h>
 #include <sys/types.h>
 
@@ -58,6 +59,17 @@ struct ivy_cluster_options;
 void ivy__worker_main(const struct ivy_cluster_options *o, struct ivy_stats_shm *shm,
                       struct ivy_stats_slot *slot, int inherited_fd, int sigfd_parent)
     __attribute__((noreturn));
+
+/* The signals the supervisor and its workers take through a signalfd (SIGCHLD: supervisor). */
+static inline void ivy__cluster_sigset(sigset_t *set, bool chld)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGQUIT);
+    sigaddset(set, SIGHUP);
+    if (chld) sigaddset(set, SIGCHLD);
+}
 
 /* A worker exits with this status to say "recycled, not crashed". */
 #define IVY_EXIT_RECYCLED 75

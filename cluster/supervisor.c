@@ -416,12 +416,7 @@ int ivy_cluster_run(const struct ivy_cluster_options *o)
     }
 
     sigset_t mask;
-    sigemptyset(&mask);
-    sigaddset(&mask, SIGTERM);
-    sigaddset(&mask, SIGINT);
-    sigaddset(&mask, SIGQUIT);
-    sigaddset(&mask, SIGHUP);
-    sigaddset(&mask, SIGCHLD);
+    ivy__cluster_sigset(&mask, true);
     sigprocmask(SIG_BLOCK, &mask, NULL);
     signal(SIGPIPE, SIG_IGN); /* a closed log pipe must not take the server down */
     S.sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);

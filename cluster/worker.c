@@ -225,11 +225,7 @@ void ivy__worker_main(const struct ivy_cluster_options *o, struct ivy_stats_shm 
     int rc = ivy_hub_init(&(struct ivy_hub_options){.quiet = slot->index != 0});
     if (rc < 0) _exit(3);
     sigset_t mask;
-    sigemptyset(&mask);
-    sigaddset(&mask, SIGTERM);
-    sigaddset(&mask, SIGINT);
-    sigaddset(&mask, SIGQUIT);
-    sigaddset(&mask, SIGHUP);
+    ivy__cluster_sigset(&mask, false);
     int sfd = signalfd(-1, &mask, SFD_CLOEXEC);
 
     ivy__hub_tls->on_iteration = heartbeat;
