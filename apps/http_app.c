@@ -55,13 +55,13 @@ struct pending {
     uint64_t ms;    /* /sleep or /spin argument */
     uint64_t need;  /* Content-Length */
     size_t decoded; /* chunked: body bytes decoded so far, at in[off, off + decoded) */
-    struct ivy_http_chunked ch;
 };
 
 struct conn {
     struct ivy_conn reg;
     int fd;
     bool test_routes;
+    bool draining; /* the worker's, read once per batch: it can change only while we wait */
     ivy_reader *rd;
     char *in;
     size_t cap, off, len;
@@ -69,7 +69,8 @@ struct conn {
     size_t out_len, out_cap;
     unsigned nreq; /* answered since the last ivy_worker_count */
     uint64_t bytes_in, bytes_out;
-    struct pending p;
+    struct pending p;           /* rewritten per request: small, so that costs a few stores */
+    struct ivy_http_chunked ch; /* set up only for a chunked body */
 };
 
 /* Per worker (per OS thread): buffer pools, the prebuilt hello response, counters. */
@@ -160,7 +161,7 @@ static int flush(struct conn *c)
 }
 
 /* Room for n more bytes in out, flushing first when needed; NULL on a send error. */
-static char *out_room(struct conn *c, size_t n)
+static char *out_room_slow(struct conn *c, size_t n)
 {
     if (!c->out) {
         c->out = pool_get(&app.out, OUT_SIZE);
@@ -170,6 +171,12 @@ static char *out_room(struct conn *c, size_t n)
     if (c->out_cap - c->out_len < n && flush(c) < 0) return NULL;
     if (n > c->out_cap) return NULL;
     return c->out + c->out_len;
+}
+
+static inline char *out_room(struct conn *c, size_t n)
+{
+    if (__builtin_expect(c->out && c->out_cap - c->out_len >= n, 1)) return c->out + c->out_len;
+    return out_room_slow(c, n);
 }
 
 /* Appends a complete response; a body larger than out goes straight from the caller's bytes. */
@@ -316,7 +323,7 @@ static int take_body(struct conn *c, const char **body, size_t *blen)
     }
     /* Decoded bytes gather at in[off, off + decoded); undecoded ones follow, to len. */
     size_t at = c->off + p->decoded, consumed, n;
-    int rc = ivy_http_chunked_decode(&p->ch, c->in + at, c->len - at, &consumed, &n);
+    int rc = ivy_http_chunked_decode(&c->ch, c->in + at, c->len - at, &consumed, &n);
     if (rc < 0) return rc;
     p->decoded += n;
     if (rc == 0) {
@@ -358,7 +365,7 @@ static int process(struct conn *c, time_t *now)
                 p->ms = query_ms(&r->query, p->route == R_SLEEP ? SLEEP_MAX_MS : SPIN_MAX_MS);
             if (r->chunked) {
                 p->active = p->chunked = true;
-                ivy_http_chunked_init(&p->ch, 0);
+                ivy_http_chunked_init(&c->ch, 0);
             } else if (r->content_length > 0) {
                 p->active = true;
                 p->need = (uint64_t)r->content_length;
@@ -385,7 +392,7 @@ static int process(struct conn *c, time_t *now)
             }
             p->active = false;
         }
-        bool ka = p->keep_alive && !ivy_worker_draining();
+        bool ka = p->keep_alive && !c->draining;
         if (answer(c, p->route, p->head_only, ka, p->version_minor, p->ms, body, blen, now) < 0)
             return -EPIPE;
         if (!ka) return 1;
@@ -466,6 +473,7 @@ static void serve(struct conn *c)
         c->len += (size_t)n;
         c->bytes_in += (uint64_t)n;
         time_t now = time(NULL);
+        c->draining = ivy_worker_draining();
         int rc = process(c, &now);
         if (rc < 0 || flush(c) < 0) return;
         if (rc > 0) {
