@@ -13,7 +13,12 @@ scripts/deps.sh wrk nginx-light >/dev/null
 DURATION=${DURATION:-10}
 CONNS=${CONNS:-32}
 tmp=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null; [ -f "$tmp/nginx.pid" ] && kill "$(cat "$tmp/nginx.pid")" 2>/dev/null; rm -rf "$tmp"' EXIT
+cleanup() {
+  kill $(jobs -p) 2>/dev/null || true
+  [ -f "$tmp/nginx.pid" ] && kill "$(cat "$tmp/nginx.pid")" 2>/dev/null
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -72,6 +77,7 @@ ng_master=$(cat "$tmp/nginx.pid")
 ng_workers="pgrep -P $ng_master"
 ng_ka=$(run_case nginx_keepalive "$ng_port" "$ng_workers")
 ng_close=$(run_case nginx_close "$ng_port" "$ng_workers" -H "Connection: close")
+kill -QUIT "$ng_master" 2>/dev/null || true
 
 echo "crash_fail_per_kill_ivy_keepalive: $ivy_ka requests"
 echo "crash_fail_per_kill_nginx_keepalive: $ng_ka requests"
