@@ -57,7 +57,11 @@ ssize_t ivy_send(int fd, const void *buf, size_t len); /* may send less than len
 ssize_t ivy_sendall(int fd, const void *buf, size_t len); /* len, partial writes looped */
 ssize_t ivy_writev(int fd, const struct iovec *iov, int iovcnt); /* all of it, looped */
 int ivy_shutdown(int fd, int how);
-/* Closes through the ring; outside a green thread, with close(2). */
+/*
+ * Closes through the ring; outside a green thread (or once killed), with close(2). As with
+ * close(2), a request another thread has in flight on fd keeps the socket open and is not woken:
+ * to wake it, ivy_shutdown the socket (its recv returns 0) or ivy_kill the thread first.
+ */
 int ivy_close(int fd);
 
 /* Files: positional read and write through the ring. */
