@@ -70,7 +70,8 @@ static void *echo_client(void *arg)
     int fd = ivy_connect("127.0.0.1", p->port, 5.0);
     assert_true(fd >= 0);
     unsigned char *out = malloc(p->len), *in = malloc(p->len);
-    for (size_t i = 0; i < p->len; i++) out[i] = (unsigned char)(i * 131 + (i >> 8));
+    for (size_t i = 0; i < p->len; i++)
+        out[i] = (unsigned char)(i * 131 + (i >> 8));
     /* Send and receive at once: a 16 MiB echo would deadlock on full buffers otherwise. */
     void *a[3] = {(void *)(intptr_t)fd, out, (void *)(uintptr_t)p->len};
     ivy_thread *sender = ivy_spawn(send_half, a);
@@ -97,7 +98,8 @@ static void echo_1B_to_16MiB_is_byte_exact(void **state)
         ivy_spawn_n(echo_client, &p[i]);
     }
     assert_int_equal(ivy_run(), 0);
-    for (int i = 0; i < N; i++) assert_int_equal(p[i].ok, 1);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(p[i].ok, 1);
     assert_int_equal(ivy_close(s.lfd), 0);
 }
 
@@ -128,7 +130,8 @@ static void thousand_concurrent_clients(void **state)
     struct server s = {ivy_listen("127.0.0.1", 0, 4096, 0), 1000};
     assert_true(s.lfd >= 0);
     ivy_spawn_n(echo_server, &s);
-    for (int i = 0; i < 1000; i++) ivy_spawn_n(small_client, (void *)(intptr_t)ivy_local_port(s.lfd));
+    for (int i = 0; i < 1000; i++)
+        ivy_spawn_n(small_client, (void *)(intptr_t)ivy_local_port(s.lfd));
     assert_int_equal(ivy_run(), 0);
     assert_int_equal(clients_ok, 1000);
     ivy_close(s.lfd);
@@ -209,13 +212,56 @@ static void kill_of_thread_blocked_in_recv(void **state)
     ivy_close(s.lfd);
 }
 
+struct shut {
+    int fd;
+    ssize_t rc;
+};
+
+static void *recv_until_shutdown(void *arg)
+{
+    struct shut *sh = arg;
+    char buf[16];
+    sh->rc = ivy_recv(sh->fd, buf, sizeof buf);
+    return NULL;
+}
+
+static void *shutdown_later(void *arg)
+{
+    ivy_sleep(0.02);
+    assert_int_equal(ivy_shutdown(((struct shut *)arg)->fd, SHUT_RDWR), 0);
+    return NULL;
+}
+
+static void *connect_and_block(void *arg)
+{
+    struct silent *s = arg;
+    struct shut sh = {ivy_connect("127.0.0.1", ivy_local_port(s->lfd), 5.0), 1};
+    ivy_thread *r = ivy_spawn(recv_until_shutdown, &sh);
+    ivy_spawn_n(shutdown_later, &sh);
+    assert_int_equal(ivy_join(r, NULL), 0);
+    s->rc = (int)sh.rc;
+    ivy_close(sh.fd);
+    return NULL;
+}
+
+static void shutdown_wakes_a_blocked_recv(void **state)
+{
+    struct silent s = {.lfd = listen_any(), .rc = 1};
+    ivy_spawn_n(accept_and_hold, &s);
+    ivy_spawn_n(connect_and_block, &s);
+    assert_int_equal(ivy_run(), 0);
+    assert_int_equal(s.rc, 0); /* end of stream, not a hang */
+    close(s.held);
+    ivy_close(s.lfd);
+}
+
 static void *accept_then_reset(void *arg)
 {
     struct silent *s = arg;
     int fd = ivy_accept(s->lfd, NULL);
     char buf[4096];
     assert_true(ivy_recv(fd, buf, sizeof buf) > 0); /* the sender is under way */
-    struct linger lg = {1, 0};                        /* close with RST */
+    struct linger lg = {1, 0};                      /* close with RST */
     setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
     close(fd);
     return NULL;
@@ -278,8 +324,9 @@ static void *emfile_monitor(void *arg)
     ivy_sleep(0.4); /* accept is out of descriptors all this time */
     e->cpu_us_at_limit = cpu_us() - c0;
     e->seen_at_limit = e->naccepted;
-    for (int i = 0; i < 5; i++) ivy_close(e->accepted[i]); /* room for five more */
-    ivy_sleep(1.2);                                          /* longer than the back-off */
+    for (int i = 0; i < 5; i++)
+        ivy_close(e->accepted[i]); /* room for five more */
+    ivy_sleep(1.2);                /* longer than the back-off */
     e->seen_after_close = e->naccepted;
     struct rlimit rl;
     getrlimit(RLIMIT_NOFILE, &rl);
@@ -295,7 +342,8 @@ static void emfile_backs_off_without_spinning(void **state)
     int clients[20];
     for (int i = 0; i < 20; i++) {
         clients[i] = socket(AF_INET, SOCK_STREAM, 0);
-        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+        struct sockaddr_in a = {.sin_family = AF_INET,
+                                .sin_port = htons((uint16_t)port),
                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
         assert_int_equal(connect(clients[i], (struct sockaddr *)&a, sizeof a), 0);
     }
@@ -309,9 +357,11 @@ static void emfile_backs_off_without_spinning(void **state)
     rl.rlim_cur = (rlim_t)high + 1 + 5;
     assert_int_equal(setrlimit(RLIMIT_NOFILE, &rl), 0);
     int fillers[128], nfill = 0; /* plug every hole below the limit, then free five */
-    while (nfill < 128 && (fillers[nfill] = dup(0)) >= 0) nfill++;
+    while (nfill < 128 && (fillers[nfill] = dup(0)) >= 0)
+        nfill++;
     assert_int_equal(errno, EMFILE);
-    for (int i = 0; i < 5; i++) close(fillers[--nfill]);
+    for (int i = 0; i < 5; i++)
+        close(fillers[--nfill]);
 
     ivy_spawn_n(emfile_acceptor, &e);
     ivy_spawn_n(emfile_monitor, &e);
@@ -320,9 +370,12 @@ static void emfile_backs_off_without_spinning(void **state)
     assert_int_equal(e.seen_after_close, 10);
     assert_int_equal(e.naccepted, 20);
     assert_true(e.cpu_us_at_limit < 100000); /* 0.4 s out of descriptors: no spinning */
-    for (int i = 5; i < 20; i++) close(e.accepted[i]);
-    for (int i = 0; i < 20; i++) close(clients[i]);
-    for (int i = 0; i < nfill; i++) close(fillers[i]);
+    for (int i = 5; i < 20; i++)
+        close(e.accepted[i]);
+    for (int i = 0; i < 20; i++)
+        close(clients[i]);
+    for (int i = 0; i < nfill; i++)
+        close(fillers[i]);
     ivy_close(e.lfd);
 }
 
@@ -436,6 +489,7 @@ int main(void)
         cmocka_unit_test(thousand_concurrent_clients),
         cmocka_unit_test(deadline_on_recv_from_silent_peer),
         cmocka_unit_test(kill_of_thread_blocked_in_recv),
+        cmocka_unit_test(shutdown_wakes_a_blocked_recv),
         cmocka_unit_test(peer_reset_mid_sendall),
         cmocka_unit_test(emfile_backs_off_without_spinning),
         cmocka_unit_test(readline_over_pipelined_lines),
