@@ -3,8 +3,10 @@
 # (build/bench/raw_http_server, the limit of ivy's design), nginx (one worker, `return 200`),
 # and the same hello server on gevent and on eventlet, all with the same client in one run:
 # wrk -t1 -c64, keep-alive, then 16-deep pipelined (a wrk Lua script). Servers run on one CPU,
-# wrk on another; each server's CPU time (every process and thread of it) is read from
-# /proc/PID/stat before and after a run for CPU-microseconds per request.
+# wrk on another; the CPU time of each server's serving processes (ivy's and nginx's workers,
+# not their supervisor or master) is read from /proc/PID/stat before and after a run for
+# CPU-microseconds per request, and their time spent runnable but not running (schedstat) says
+# how contended the machine was: on a shared machine, compare figures from quiet runs.
 #
 # Env: DURATION (seconds per run, default 10), ROUNDS (default 1; with more, every figure is
 # the median over rounds, servers interleaved within each), IVY (default build/apps/ivy),
@@ -29,9 +31,11 @@ done
 scripts/deps.sh wrk nginx-light python3-gevent python3-eventlet
 
 TMP=$(mktemp -d /tmp/ivy-bench-http.XXXXXX)
-SERVER_PID=
+declare -A SPID SPORT # per server name: the process we started, its port
 cleanup() {
-  [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null
+  local p
+  for p in "${SPID[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
   rm -rf "$TMP"
 }
 trap cleanup EXIT
@@ -112,84 +116,91 @@ EOF
 }
 
 PORT=$((20000 + RANDOM % 20000))
-free_port() {
-  while ss -Htln "sport = :$PORT" | grep -q .; do PORT=$((PORT + 1)); done
-}
 
-# Starts server $1 on CPUs $2 (ivy: $3 workers), sets SERVER_PID and PORT, waits until it answers.
+# Starts server $1 as $2 on CPUs $3 (ivy: $4 workers); waits until it answers hello.
 start() {
+  local name=$2
   PORT=$((PORT + 1))
-  free_port
+  while ss -Htln "sport = :$PORT" | grep -q .; do PORT=$((PORT + 1)); done
   case $1 in
-  ivy) taskset -c "$2" "$IVY" serve --app http --workers "$3" --listen "127.0.0.1:$PORT" \
-         >"$TMP/server.log" 2>&1 & ;;
-  raw) taskset -c "$2" "$RAW" "$PORT" >"$TMP/server.log" 2>&1 & ;;
+  ivy) taskset -c "$3" "$IVY" serve --app http --workers "$4" --listen "127.0.0.1:$PORT" \
+         --quiet >"$TMP/$name.log" 2>&1 & ;;
+  raw) taskset -c "$3" "$RAW" "$PORT" >"$TMP/$name.log" 2>&1 & ;;
   nginx) nginx_conf "$PORT"
-         taskset -c "$2" nginx -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" >"$TMP/server.log" 2>&1 & ;;
-  gevent | eventlet) taskset -c "$2" "$PY" "$TMP/hello.py" "$1" "$PORT" >"$TMP/server.log" 2>&1 & ;;
+         taskset -c "$3" nginx -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" >"$TMP/$name.log" 2>&1 & ;;
+  gevent | eventlet) taskset -c "$3" "$PY" "$TMP/hello.py" "$1" "$PORT" >"$TMP/$name.log" 2>&1 & ;;
   esac
-  SERVER_PID=$!
+  SPID[$name]=$!
+  SPORT[$name]=$PORT
   for _ in $(seq 200); do
     curl -sf "http://127.0.0.1:$PORT/" 2>/dev/null | grep -q "Hello, World!" && return 0
     sleep 0.05
   done
-  echo "http.sh: $1 did not answer on port $PORT:" >&2
-  cat "$TMP/server.log" >&2
+  echo "http.sh: $name did not answer on port $PORT:" >&2
+  cat "$TMP/$name.log" >&2
   exit 1
 }
 
-stop() {
-  kill "$SERVER_PID" 2>/dev/null || true
-  wait "$SERVER_PID" 2>/dev/null || true
-  SERVER_PID=
+# The processes that serve: the workers of ivy and nginx (their supervisor and master only
+# watch), else the process we started.
+server_pids() {
+  local kids
+  kids=$(pgrep -P "$1" || true)
+  echo "${kids:-$1}"
 }
 
-# CPU ticks used so far by the server: the process we started and all its descendants.
-server_ticks() {
-  local pids=$SERVER_PID kids p t=0
-  kids=$(pgrep -P "$SERVER_PID" || true)
-  pids="$pids $kids"
-  for p in $pids; do
-    # Fields after the ")" that ends the command name (which may hold spaces): utime, stime.
+# "cpu_ticks runnable_wait_ns" used so far by the processes $@, every thread of them.
+usage() {
+  local p t=0 w=0 f
+  for p in "$@"; do
+    # utime and stime follow the ")" that ends the command name, which may hold spaces.
     [ -r "/proc/$p/stat" ] && t=$((t + $(sed 's/.*) //' "/proc/$p/stat" | awk '{print $12 + $13}')))
+    for f in /proc/"$p"/task/*/schedstat; do
+      [ -r "$f" ] && w=$((w + $(awk '{print $2}' "$f")))
+    done
   done
-  echo "$t"
+  echo "$t $w"
 }
 
-# Runs wrk against the server for mode $1 (ka|pipe); prints "rps cpu_us_per_req wrk_cpu_pct".
+# Runs wrk against server $1 in mode $2 (ka|pipe); prints
+# "rps cpu_us_per_req wrk_cpu_pct runnable_wait_pct".
 measure() {
-  local script=() out t0 t1 rps reqs
-  [ "$1" = pipe ] && script=(-s "$TMP/pipeline.lua")
-  taskset -c "$CLIENT_CPU" wrk -t1 -c64 -d1s "${script[@]}" "http://127.0.0.1:$PORT/" >/dev/null
-  t0=$(server_ticks)
+  local script=() out u0 u1 rps reqs pids url="http://127.0.0.1:${SPORT[$1]}/"
+  [ "$2" = pipe ] && script=(-s "$TMP/pipeline.lua")
+  pids=$(server_pids "${SPID[$1]}")
+  taskset -c "$CLIENT_CPU" wrk -t1 -c64 -d1s "${script[@]}" "$url" >/dev/null
+  u0=$(usage $pids)
   out=$(taskset -c "$CLIENT_CPU" /usr/bin/time -f "wrkcpu %P" \
-        wrk -t1 -c64 -d"${DURATION}s" "${script[@]}" "http://127.0.0.1:$PORT/" 2>&1)
-  t1=$(server_ticks)
+        wrk -t1 -c64 -d"${DURATION}s" "${script[@]}" "$url" 2>&1)
+  u1=$(usage $pids)
   if grep -qE "Non-2xx|Socket errors" <<<"$out"; then
-    echo "http.sh: wrk reported errors:" >&2
+    echo "http.sh: wrk reported errors against $1:" >&2
     grep -E "Non-2xx|Socket errors" <<<"$out" >&2
   fi
   rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
   reqs=$(awk '/requests in/ {print $1}' <<<"$out")
-  awk -v r="$rps" -v n="$reqs" -v dt=$((t1 - t0)) -v hz="$HZ" -v w="$(awk '/^wrkcpu/ {print $2+0}' <<<"$out")" \
-    'BEGIN { printf "%.0f %.2f %d\n", r, (n > 0 ? dt * 1e6 / hz / n : 0), w }'
+  awk -v r="$rps" -v n="$reqs" -v u0="$u0" -v u1="$u1" -v hz="$HZ" -v d="$DURATION" \
+      -v w="$(awk '/^wrkcpu/ {print $2+0}' <<<"$out")" 'BEGIN {
+        split(u0, a, " "); split(u1, b, " ")
+        printf "%.0f %.2f %d %.1f\n", r, (n > 0 ? (b[1] - a[1]) * 1e6 / hz / n : 0), w,
+               (b[2] - a[2]) / 1e9 / d * 100 }'
 }
 
 median() { sort -g | awk '{v[NR] = $1} END {print NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 
-declare -A R # R[name.mode] = one line per round: "rps cpu wrkcpu"
+# Every server runs from the start (idle ones cost nothing); rounds interleave them, so that a
+# change in the machine's load touches all of them alike.
 SERVERS=(ivy raw nginx gevent eventlet)
+for s in "${SERVERS[@]}"; do start "$s" "$s" "$SERVER_CPU" 1; done
+start ivy ivy2 "0,1" 2 # two workers, on CPUs 0 and 1 whatever the client's
+declare -A R # R[name.mode]: one line per round, as measure prints it
 for round in $(seq "$ROUNDS"); do
   for s in "${SERVERS[@]}"; do
-    start "$s" "$SERVER_CPU" 1
     for mode in ka pipe; do
-      R[$s.$mode]+="$(measure "$mode")"$'\n'
+      R[$s.$mode]+="$(measure "$s" "$mode")"$'\n'
     done
-    stop
   done
-  start ivy "0,1" 2 # two workers: CPUs 0 and 1, whatever the client's
-  R[ivy2.ka]+="$(measure ka)"$'\n'
-  stop
+  R[ivy2.ka]+="$(measure ivy2 ka)"$'\n'
 done
 
 col() { printf '%s' "${R[$1]}" | awk -v c="$2" 'NF {print $c}' | median; }
@@ -211,6 +222,9 @@ for mode in ka pipe; do
   printf '%srps_vs_gevent: %s\n' "$p" "$(ratio "$ivy" "$(col "gevent.$mode" 1)")"
   printf '%scpu_vs_nginx: %s\n' "$p" "$(ratio "$(col "ivy.$mode" 2)" "$(col "nginx.$mode" 2)")"
   printf '%swrk_cpu_with_ivy: %s %%\n' "$p" "$(col "ivy.$mode" 3)"
+  for s in "${SERVERS[@]}"; do # how contended the machine was: time runnable, not running
+    printf '%s%s_runq_wait: %s %%\n' "$p" "$s" "$(col "$s.$mode" 4)"
+  done
 done
 printf 'ivy_2w_rps: %s req/s\n' "$(col ivy2.ka 1)"
 printf 'scaling_2w: %s\n' "$(ratio "$(col ivy2.ka 1)" "$(col ivy.ka 1)")"
