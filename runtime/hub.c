@@ -20,14 +20,17 @@
  * or when the coarse clock says a timer may be due.
  *
  * The stall detector reads the coarse clock after each slice (a few ns, no syscall) and
- * reports a thread that ran longer than the threshold without yielding.
+ * reports a thread that ran longer than the threshold without yielding, unless the OS thread
+ * spent that time preempted (schedstat's runqueue wait, read at most twice per threshold).
  */
 #include "hub_impl.h"
 #include "ivy/offload.h"
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
+#include <unistd.h>
 
 enum { IDLE_PASSES = 32 };
 
@@ -47,6 +50,8 @@ static uint64_t coarse_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+static void mark_wait(struct ivy_hub *h, uint64_t now);
+
 int ivy_hub_init(const struct ivy_hub_options *opts)
 {
     if (ivy__hub_tls) return 0;
@@ -64,6 +69,7 @@ int ivy_hub_init(const struct ivy_hub_options *opts)
     clock_getres(CLOCK_MONOTONIC_COARSE, &res);
     h->coarse_slack = 2 * ((uint64_t)res.tv_sec * 1000000000u + (uint64_t)res.tv_nsec);
     h->stall_ns = (uint64_t)((o.stall_threshold > 0 ? o.stall_threshold : 0.1) * 1e9);
+    h->schedstat_fd = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
     ivy__hub_tls = h;
     return 0;
 }
@@ -83,6 +89,7 @@ int ivy_hub_free(void)
         if (rc < 0) return rc;
     }
     io_uring_queue_exit(&h->ring);
+    if (h->schedstat_fd >= 0) close(h->schedstat_fd);
     ivy__timer_heap_free(&h->timers);
     free(h);
     ivy__hub_tls = NULL;
@@ -101,6 +108,7 @@ void ivy_hub_set_stall_threshold(double seconds)
     if (!h) return;
     h->stall_ns = seconds > 0 ? (uint64_t)(seconds * 1e9) : 0;
     h->slice_start = coarse_ns(); /* unkept while the detector was off */
+    mark_wait(h, h->slice_start);
 }
 
 void ivy_stop(void)
@@ -136,14 +144,38 @@ static inline bool killed_unstarted(const ivy_thread *t)
     return IVY_UNLIKELY(t->killed) && t->g->state == IVY_G_NEW;
 }
 
-static void report_stall(struct ivy_hub *h, ivy_thread *t, uint64_t ns);
+static void report_stall(struct ivy_hub *h, ivy_thread *t, uint64_t now);
 
-/* Closes t's slice for the stall detector: one coarse clock read (vDSO, a few ns). */
+/*
+ * How long this OS thread has waited on a runqueue, runnable but preempted (the second field of
+ * /proc/thread-self/schedstat). A system call, so read at most twice per stall threshold.
+ */
+static void mark_wait(struct ivy_hub *h, uint64_t now)
+{
+    char buf[96];
+    unsigned long long on_cpu, waited;
+    ssize_t n = h->schedstat_fd >= 0 ? pread(h->schedstat_fd, buf, sizeof buf - 1, 0) : -1;
+    if (n > 0) {
+        buf[n] = 0;
+        if (sscanf(buf, "%llu %llu", &on_cpu, &waited) == 2) h->wait_mark = waited;
+    }
+    h->wait_mark_at = now;
+}
+
+/*
+ * Closes t's slice for the stall detector: one coarse clock read (vDSO, a few ns). A slice
+ * longer than the threshold is a stall unless most of it was spent preempted, waiting for a CPU
+ * (a busy machine, not a thread starving its hub); computing or blocking in a system call both
+ * count, as both keep every other green thread waiting.
+ */
 static inline void end_slice(struct ivy_hub *h, ivy_thread *t)
 {
     if (!h->stall_ns) return;
     uint64_t now = coarse_ns();
-    if (IVY_UNLIKELY(now - h->slice_start > h->stall_ns)) report_stall(h, t, now - h->slice_start);
+    if (IVY_UNLIKELY(now - h->slice_start > h->stall_ns))
+        report_stall(h, t, now);
+    else if (IVY_UNLIKELY(now - h->wait_mark_at > h->stall_ns / 2))
+        mark_wait(h, now);
     h->slice_start = now;
 }
 
@@ -267,8 +299,12 @@ bool ivy__waitq_wake(struct ivy_waitq *q, int value)
 
 void ivy__thread_finished(struct ivy_hub *h, ivy_thread *t, void *value, int err);
 
-static void report_stall(struct ivy_hub *h, ivy_thread *t, uint64_t ns)
+static void report_stall(struct ivy_hub *h, ivy_thread *t, uint64_t now)
 {
+    uint64_t ns = now - h->slice_start, waited = h->wait_mark;
+    mark_wait(h, now);
+    waited = h->wait_mark - waited; /* since the mark, taken before the slice began */
+    if (ns < waited || ns - waited < h->stall_ns) return; /* preempted, not stalling */
     h->stats.stalls++;
     fprintf(stderr,
             "ivy: stall: green thread %llu%s%s%s ran %.1f ms without yielding "
@@ -309,7 +345,10 @@ static void run_pass(struct ivy_hub *h)
 /* Restarts the stall detector's clock after hub work that is nobody's slice (a wait, timers). */
 static inline void restart_slice(struct ivy_hub *h)
 {
-    if (h->stall_ns) h->slice_start = coarse_ns();
+    if (h->stall_ns) {
+        h->slice_start = coarse_ns();
+        if (h->slice_start - h->wait_mark_at > h->stall_ns / 2) mark_wait(h, h->slice_start);
+    }
 }
 
 int ivy_run(void)

@@ -131,8 +131,10 @@ struct ivy_hub {
     struct ivy_timer_heap timers;
     uint64_t next_id;
     uint64_t stall_ns;
-    uint64_t slice_start;  /* coarse clock: when the running thread was resumed */
-    uint64_t coarse_slack; /* how far the coarse clock may lag the precise one */
+    uint64_t slice_start;             /* coarse clock: when the running thread was resumed */
+    int schedstat_fd;                 /* /proc/thread-self/schedstat, or -1 */
+    uint64_t wait_mark, wait_mark_at; /* runqueue wait so far, and when (coarse) it was read */
+    uint64_t coarse_slack;            /* how far the coarse clock may lag the precise one */
     struct ivy_hub_stats stats;
     uint64_t external; /* wake-ups promised from outside the ring (offload jobs running) */
     void *offload;     /* io/offload.c's pool bound to this ring; NULL until first offload */
