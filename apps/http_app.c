@@ -6,8 +6,14 @@
  * in what arrived is parsed (apps/http_parse.c) and answered into one output buffer, which
  * leaves in one ivy_sendall; the hello response is prebuilt once per second (its Date changes),
  * so answering it is a memcpy. Nothing is allocated per request: input and output buffers come
- * from per-worker free lists and go back to them whenever the connection holds nothing, so an
- * idle keep-alive connection holds neither.
+ * from per-worker free lists.
+ *
+ * Buffers and quiet connections: a connection that had a request within HOT_SECONDS keeps its
+ * buffers and receives straight into its input buffer (one plain receive and one timer per
+ * batch). Once that wait times out it gives both back and goes cold: it then waits through an
+ * ivy_reader, whose receive takes a ring buffer only when bytes arrive, so a quiet keep-alive
+ * connection holds no buffer (about 5 KiB of RSS each, its stack and reader). The reader costs
+ * an allocation and two copies per receive, which is why busy connections skip it.
  *
  * Connection state: `in[off, len)` are received bytes not yet consumed. A request whose body
  * is still arriving is remembered as scalars (route, keep-alive), not as parser slices, because
@@ -32,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -44,6 +51,7 @@ enum {
     LINGER_BYTES = 1 << 20, /* read and dropped after our last response, before close */
 };
 #define LINGER_SECONDS 1.0
+#define HOT_SECONDS    1.0 /* a connection quiet for longer gives its input buffer back */
 
 enum route { R_HELLO, R_ECHO, R_SLEEP, R_STATS, R_SPIN, R_NOT_FOUND, R_NOT_ALLOWED };
 
@@ -61,8 +69,9 @@ struct conn {
     struct ivy_conn reg;
     int fd;
     bool test_routes;
-    bool draining; /* the worker's, read once per batch: it can change only while we wait */
-    ivy_reader *rd;
+    bool draining;  /* the worker's, read once per batch: it can change only while we wait */
+    ivy_reader *rd; /* for cold waits; created on the first */
+    bool rd_more;   /* the reader may hold bytes not yet taken */
     char *in;
     size_t cap, off, len;
     char *out;
@@ -82,7 +91,8 @@ struct pool {
 static __thread struct {
     struct pool in, out;
     char landing[IN_SIZE - 1]; /* below the reader's buffer size, so it always buffers */
-    char worker_hdr[64];       /* "X-Ivy-Worker: 0/1234\r\n" */
+    size_t page;
+    char worker_hdr[64]; /* "X-Ivy-Worker: 0/1234\r\n" */
     size_t worker_hdr_len;
     time_t hello_time;
     size_t hello_len;
@@ -399,6 +409,14 @@ static int process(struct conn *c, time_t *now)
     }
 }
 
+/* Drops the whole pages of b[0, size) (their contents do not matter: the buffer is free). */
+static void shed(char *b, size_t size)
+{
+    uintptr_t pg = (uintptr_t)app.page, lo = ((uintptr_t)b + pg - 1) & ~(pg - 1);
+    uintptr_t hi = ((uintptr_t)b + size) & ~(pg - 1);
+    if (b && hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
+}
+
 static void release_in(struct conn *c)
 {
     pool_put(&app.in, c->in, c->cap, IN_SIZE);
@@ -406,20 +424,31 @@ static void release_in(struct conn *c)
     c->cap = c->off = c->len = 0;
 }
 
-/* Receives more bytes after in[len), making room first. */
+/* Cold: a connection idle with nothing buffered waits through its reader, whose receive takes a
+ * ring buffer only once bytes arrive (handing them over in the worker's landing buffer), so it
+ * holds no buffer of ours; only then do we take an input buffer. */
+static ssize_t fill_cold(struct conn *c)
+{
+    if (!c->rd && !(c->rd = ivy_reader_new(c->fd, 1))) return -ENOMEM;
+    ssize_t n = ivy_reader_read(c->rd, app.landing, sizeof app.landing);
+    if (n <= 0) return n;
+    c->rd_more = (size_t)n == sizeof app.landing; /* the reader may hold more: drain it first */
+    if (!(c->in = pool_get(&app.in, IN_SIZE))) return -ENOMEM;
+    c->cap = IN_SIZE;
+    memcpy(c->in, app.landing, (size_t)n);
+    return n;
+}
+
+/*
+ * Receives more bytes after in[len), making room first. A hot connection (one that had a
+ * request within HOT_SECONDS) receives straight into its input buffer; when that wait times out
+ * with nothing received, it gives its buffers back and goes cold. Hot, a request costs a plain
+ * receive and a timer; cold, it would cost the reader's allocation and two copies.
+ */
 static ssize_t fill(struct conn *c)
 {
-    if (!c->in) {
-        if (!c->rd && !(c->rd = ivy_reader_new(c->fd, 1))) return -ENOMEM;
-        /* Idle: the reader's receive takes a ring buffer only once bytes arrive, and hands
-         * them over in the worker's landing buffer; only then do we take an input buffer. */
-        ssize_t n = ivy_reader_read(c->rd, app.landing, sizeof app.landing);
-        if (n <= 0) return n;
-        if (!(c->in = pool_get(&app.in, IN_SIZE))) return -ENOMEM;
-        c->cap = IN_SIZE;
-        memcpy(c->in, app.landing, (size_t)n);
-        return n;
-    }
+    if (!c->in) return fill_cold(c);
+    bool idle = c->off == c->len && !c->p.active;
     if (c->off && c->off == c->len) {
         c->off = c->len = 0;
     } else if (c->off && c->cap - c->len < c->cap / 4) {
@@ -440,7 +469,28 @@ static ssize_t fill(struct conn *c)
         c->in = b;
         c->cap = cap;
     }
-    return ivy_reader_read(c->rd, c->in + c->len, c->cap - c->len);
+    size_t room = c->cap - c->len;
+    if (c->rd_more) {
+        /* A read that returns less than asked has emptied the reader. */
+        ssize_t n = ivy_reader_read(c->rd, c->in + c->len, room);
+        c->rd_more = n > 0 && (size_t)n == room;
+        return n;
+    }
+    if (!idle) return ivy_recv(c->fd, c->in + c->len, room);
+    struct ivy_timeout to;
+    ssize_t n = ivy_timeout_begin(&to, HOT_SECONDS);
+    if (n < 0) return n;
+    n = ivy_recv(c->fd, c->in + c->len, room);
+    ivy_timeout_end(&to);
+    if (n != -ETIMEDOUT) return n;
+    /* Going cold: the pages these buffers touched go back to the kernel now. Freed, they would
+     * stay resident in the allocator, which gives memory back only as it allocates more. */
+    shed(c->in, c->cap);
+    shed(c->out, c->out ? OUT_SIZE : 0);
+    release_in(c);
+    pool_put(&app.out, c->out, OUT_SIZE, OUT_SIZE);
+    c->out = NULL;
+    return fill_cold(c);
 }
 
 /* After our last response: stop sending, and read what the peer still sends until it closes,
@@ -462,10 +512,6 @@ static void serve(struct conn *c)
     for (;;) {
         /* Idle: waiting for a request with nothing half-read; a draining worker wakes us. */
         bool idle = c->off == c->len && !c->p.active;
-        if (idle && c->out) {
-            pool_put(&app.out, c->out, OUT_SIZE, OUT_SIZE);
-            c->out = NULL;
-        }
         ivy_conn_set_idle(&c->reg, idle);
         ssize_t n = fill(c);
         ivy_conn_set_idle(&c->reg, false);
@@ -480,7 +526,6 @@ static void serve(struct conn *c)
             linger(c);
             return;
         }
-        if (c->off == c->len && !c->p.active) release_in(c);
     }
 }
 
@@ -512,6 +557,7 @@ void ivy_http_app(int listen_fd, void *arg)
         (size_t)snprintf(app.worker_hdr, sizeof app.worker_hdr, "X-Ivy-Worker: %d/%d\r\n",
                          ivy_worker_index(), (int)getpid());
     app.hello_time = -1;
+    app.page = (size_t)sysconf(_SC_PAGESIZE);
     /* Accepted sockets inherit TCP_NODELAY: one system call here rather than one per accept;
      * without it a response that leaves in two sends would wait for a delayed ACK. */
     int one = 1;
