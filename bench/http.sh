@@ -10,7 +10,8 @@
 #
 # Env: DURATION (seconds per run, default 10), ROUNDS (default 1; with more, every figure is
 # the median over rounds, servers interleaved within each), IVY (default build/apps/ivy),
-# SERVER_CPU / CLIENT_CPU (default 0 and the last CPU).
+# SERVER_CPU / CLIENT_CPU (default 0 and the last CPU), VERBOSE (each run's figures on stderr),
+# SERVERS (a subset of "ivy raw nginx gevent eventlet", for quicker comparisons).
 # Prints `name: value unit` lines; ratios compare figures of this run only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -190,20 +191,22 @@ median() { sort -g | awk '{v[NR] = $1} END {print NR % 2 ? v[(NR + 1) / 2] : (v[
 
 # Every server runs from the start (idle ones cost nothing); rounds interleave them, so that a
 # change in the machine's load touches all of them alike.
-SERVERS=(ivy raw nginx gevent eventlet)
+read -r -a SERVERS <<<"${SERVERS:-ivy raw nginx gevent eventlet}"
 for s in "${SERVERS[@]}"; do start "$s" "$s" "$SERVER_CPU" 1; done
 start ivy ivy2 "0,1" 2 # two workers, on CPUs 0 and 1 whatever the client's
 declare -A R # R[name.mode]: one line per round, as measure prints it
 for round in $(seq "$ROUNDS"); do
   for s in "${SERVERS[@]}"; do
     for mode in ka pipe; do
-      R[$s.$mode]+="$(measure "$s" "$mode")"$'\n'
+      line=$(measure "$s" "$mode")
+      R[$s.$mode]+="$line"$'\n'
+      [ -n "${VERBOSE:-}" ] && echo "round $round $s $mode: rps cpu_us wrk_cpu% runq_wait%: $line" >&2
     done
   done
   R[ivy2.ka]+="$(measure ivy2 ka)"$'\n'
 done
 
-col() { printf '%s' "${R[$1]}" | awk -v c="$2" 'NF {print $c}' | median; }
+col() { printf '%s' "${R[$1]:-}" | awk -v c="$2" 'NF {print $c}' | median; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", (b > 0 ? a / b : 0) }'; }
 
 echo "http: wrk -t1 -c64 -d${DURATION}s, servers on cpu $SERVER_CPU, wrk on cpu $CLIENT_CPU, $ROUNDS round(s), medians"
