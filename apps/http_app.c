@@ -51,7 +51,7 @@ enum {
     LINGER_BYTES = 1 << 20, /* read and dropped after our last response, before close */
 };
 #define LINGER_SECONDS 1.0
-#define HOT_SECONDS    1.0 /* a connection quiet for longer gives its input buffer back */
+#define HOT_SECONDS    1.0 /* a connection quiet for longer gives its buffers back */
 
 enum route { R_HELLO, R_ECHO, R_SLEEP, R_STATS, R_SPIN, R_NOT_FOUND, R_NOT_ALLOWED };
 
@@ -211,12 +211,12 @@ static int respond(struct conn *c, int status, const char *ctype, const char *bo
     return s < 0 ? (int)s : 0;
 }
 
-static int respond_error(struct conn *c, int status, bool ka, time_t now)
+static int respond_error(struct conn *c, int status, bool head_only, bool ka, time_t now)
 {
     char body[64];
     int n = snprintf(body, sizeof body, "%d %s\n", status, ivy_http_reason(status));
     app.errors++;
-    return respond(c, status, "text/plain", body, (size_t)n, false, ka, 1, now);
+    return respond(c, status, "text/plain", body, (size_t)n, head_only, ka, 1, now);
 }
 
 static int respond_stats(struct conn *c, bool ka, int minor, bool head_only, time_t now)
@@ -302,9 +302,9 @@ static int answer(struct conn *c, enum route rt, bool head_only, bool ka, int mi
     case R_STATS:
         return respond_stats(c, ka, minor, head_only, *now);
     case R_NOT_FOUND:
-        return respond_error(c, 404, ka, *now);
+        return respond_error(c, 404, head_only, ka, *now);
     case R_NOT_ALLOWED:
-        return respond_error(c, 405, ka, *now);
+        return respond_error(c, 405, head_only, ka, *now);
     }
     if (!ka || minor == 0 || head_only)
         return respond(c, 200, "text/plain", hello_body, sizeof hello_body - 1, head_only, ka,
@@ -346,6 +346,13 @@ static int take_body(struct conn *c, const char **body, size_t *blen)
     return 1;
 }
 
+/* A parser or decoder error: its status, then (return 1) the connection closes. */
+static int reject(struct conn *c, int err, time_t now)
+{
+    c->nreq++;
+    return respond_error(c, ivy_http_error_status(err), false, false, now) < 0 ? -EPIPE : 1;
+}
+
 /*
  * Parses and answers every complete request in in[off, len), into out. Returns 0 to read on,
  * 1 once a final response is queued (flush, then close), or a negative error (close at once).
@@ -359,10 +366,7 @@ static int process(struct conn *c, time_t *now)
             struct ivy_http_request *r = &app.req;
             int rc = ivy_http_parse_request(c->in + c->off, c->len - c->off, r);
             if (rc == 0) return 0;
-            if (rc < 0) {
-                c->nreq++;
-                return respond_error(c, ivy_http_error_status(rc), false, *now) < 0 ? -EPIPE : 1;
-            }
+            if (rc < 0) return reject(c, rc, *now);
             c->off += (size_t)rc;
             *p = (struct pending){
                 .keep_alive = r->keep_alive,
@@ -385,10 +389,7 @@ static int process(struct conn *c, time_t *now)
         size_t blen = 0;
         if (p->active) {
             int rc = take_body(c, &body, &blen);
-            if (rc < 0) {
-                c->nreq++;
-                return respond_error(c, ivy_http_error_status(rc), false, *now) < 0 ? -EPIPE : 1;
-            }
+            if (rc < 0) return reject(c, rc, *now);
             if (rc == 0) {
                 if (p->expect && !p->continued) {
                     /* The client waits for this before sending the body (RFC 9110 §10.1.1). */

@@ -295,9 +295,15 @@ static void keep_alive(int port)
         PUT(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n");
         expect_response(c, HELLO);
     }
-    PUT(c, "HEAD / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    PUT(c, "HEAD / HTTP/1.1\r\nHost: a\r\n\r\nHEAD /x HTTP/1.1\r\nHost: a\r\n\r\n"
+           "GET / HTTP/1.1\r\nHost: a\r\n\r\n");
     expect_reply(c, HELLO_HEAD(""), true);
-    expect_response(c, HELLO); /* HEAD sent no body that would garble this one */
+    expect_reply(c,
+                 "HTTP/1.1 404 Not Found\r\nServer: ivy\r\nDate: <date>\r\n"
+                 "Content-Type: text/plain\r\nContent-Length: 14\r\n"
+                 "X-Ivy-Worker: -1/<pid>\r\n\r\n",
+                 true);
+    expect_response(c, HELLO); /* the HEADs sent no body that would garble this one */
     client_free(c);
 }
 
