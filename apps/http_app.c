@@ -91,6 +91,7 @@ struct pool {
 static __thread struct {
     struct pool in, out;
     char landing[IN_SIZE - 1]; /* below the reader's buffer size, so it always buffers */
+    char dropped[4096];        /* what lingering connections read, shared: nobody looks at it */
     size_t page;
     char worker_hdr[64]; /* "X-Ivy-Worker: 0/1234\r\n" */
     size_t worker_hdr_len;
@@ -498,12 +499,11 @@ static ssize_t fill(struct conn *c)
  * so that closing does not reset the connection before it has read the response. */
 static void linger(struct conn *c)
 {
-    char buf[4096];
     size_t dropped = 0;
     struct ivy_timeout to;
     if (ivy_shutdown(c->fd, SHUT_WR) < 0 || ivy_timeout_begin(&to, LINGER_SECONDS) < 0) return;
     ssize_t n;
-    while (dropped < LINGER_BYTES && (n = ivy_recv(c->fd, buf, sizeof buf)) > 0)
+    while (dropped < LINGER_BYTES && (n = ivy_recv(c->fd, app.dropped, sizeof app.dropped)) > 0)
         dropped += (size_t)n;
     ivy_timeout_end(&to);
 }
