@@ -74,16 +74,24 @@ void ivy_conn_close(struct ivy_conn *c)
     if (w.slot) IVY_STORE(w.slot->conns_open, IVY_LOAD(w.slot->conns_open) - 1);
 }
 
+/* The coarse clock (a few ns, no syscall): the grace is 250 ms, and this is per request. */
+static uint64_t coarse_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 void ivy_conn_set_idle(struct ivy_conn *c, bool idle)
 {
-    if (idle && !c->idle) c->idle_since = ivy_now_ns();
+    if (idle && !c->idle) c->idle_since = coarse_now();
     c->idle = idle;
 }
 
 /* Draining: close connections quiet for longer than the grace, between requests only. */
 static void close_idle(void)
 {
-    uint64_t now = ivy_now_ns();
+    uint64_t now = coarse_now();
     for (struct ivy_conn *c = w.conns; c; c = c->next)
         if (c->idle && now - c->idle_since > DRAIN_IDLE_GRACE_NS)
             ivy__interrupt(c->thread, -ESHUTDOWN);
@@ -114,9 +122,7 @@ static void drain_start(void)
 static void heartbeat(void *arg)
 {
     struct ivy_hub *h = ivy__hub_tls;
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    IVY_STORE(w.slot->heartbeat_ns, (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec);
+    IVY_STORE(w.slot->heartbeat_ns, coarse_now());
     IVY_STORE(w.slot->iterations, h->stats.iterations);
     IVY_STORE(w.slot->threads_alive, h->stats.threads_alive);
     IVY_STORE(w.slot->max_loop_lag_ns, h->stats.max_loop_lag_ns);
