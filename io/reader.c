@@ -14,6 +14,7 @@
  */
 #include "socket_impl.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -79,10 +80,55 @@ ivy_reader *ivy_reader_new(int fd, size_t max_line)
     return r;
 }
 
+/*
+ * Buffers of the first size (BUFSZ) are what nearly every fill needs: a few drained ones wait
+ * on a per-thread list for the next fill instead of going through malloc and free each time.
+ * The list is bounded, so idle connections still pin nothing.
+ */
+enum { SPARE_MAX = 64 };
+static __thread struct {
+    void *v[SPARE_MAX];
+    unsigned n;
+} spare;
+
+static char *buf_get(size_t cap)
+{
+    if (cap == BUFSZ && spare.n) return spare.v[--spare.n];
+    return malloc(cap);
+}
+
+static pthread_key_t spare_key;
+static pthread_once_t spare_once = PTHREAD_ONCE_INIT;
+
+/* Thread exit: the list goes with the thread. */
+static void spare_drop(void *unused)
+{
+    while (spare.n)
+        free(spare.v[--spare.n]);
+}
+
+static void spare_key_init(void)
+{
+    pthread_key_create(&spare_key, spare_drop);
+}
+
+static void buf_put(char *b, size_t cap)
+{
+    if (!b || cap != BUFSZ || spare.n >= SPARE_MAX) {
+        free(b);
+        return;
+    }
+    if (!spare.n) {
+        pthread_once(&spare_once, spare_key_init);
+        pthread_setspecific(spare_key, &spare); /* non-NULL, so spare_drop runs at exit */
+    }
+    spare.v[spare.n++] = b;
+}
+
 void ivy_reader_free(ivy_reader *r)
 {
     if (!r) return;
-    free(r->buf);
+    buf_put(r->buf, r->cap);
     free(r);
 }
 
@@ -97,10 +143,10 @@ static int reserve(ivy_reader *r, size_t n)
         size_t cap = r->cap ? r->cap * 2 : BUFSZ;
         while (cap < used + n)
             cap *= 2;
-        char *b = malloc(cap);
+        char *b = buf_get(cap);
         if (!b) return -ENOMEM;
         if (used) memcpy(b, r->buf + r->start, used);
-        free(r->buf);
+        buf_put(r->buf, r->cap);
         r->buf = b;
         r->cap = cap;
     }
@@ -112,7 +158,7 @@ static int reserve(ivy_reader *r, size_t n)
 static void drop_if_drained(ivy_reader *r)
 {
     if (r->start != r->end || !r->buf) return;
-    free(r->buf);
+    buf_put(r->buf, r->cap);
     r->buf = NULL;
     r->cap = r->start = r->end = 0;
 }
