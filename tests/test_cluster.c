@@ -309,11 +309,7 @@ static void prometheus_metrics_are_served(void **state)
     const char *req = "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n";
     send(fd, req, strlen(req), 0);
     static char buf[65536];
-    size_t got = 0;
-    ssize_t n;
-    while ((n = recv(fd, buf + got, sizeof buf - 1 - got, 0)) > 0)
-        got += (size_t)n;
-    buf[got] = 0;
+    read_all(fd, buf, sizeof buf);
     close(fd);
     assert_non_null(strstr(buf, "HTTP/1.1 200 OK"));
     assert_non_null(strstr(buf, "# TYPE ivy_requests counter"));

@@ -144,11 +144,7 @@ static void sigterm_lets_a_slow_request_finish(void **state)
     sleep_ms(150);
     kill(sup, SIGTERM);
     char buf[4096];
-    size_t got = 0;
-    ssize_t k;
-    while ((k = recv(fd, buf + got, sizeof buf - 1 - got, 0)) > 0)
-        got += (size_t)k;
-    buf[got] = 0;
+    read_all(fd, buf, sizeof buf);
     close(fd);
     assert_non_null(strstr(buf, "HTTP/1.1 200 OK\r\n"));
     assert_non_null(strstr(buf, "Connection: close\r\n"));

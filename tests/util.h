@@ -40,4 +40,15 @@ static inline int dial(int port)
     return -1;
 }
 
+/* Reads until the peer closes (or the receive timeout); NUL-terminates; returns the length. */
+static inline size_t read_all(int fd, char *buf, size_t cap)
+{
+    size_t got = 0;
+    ssize_t n;
+    while (got + 1 < cap && (n = recv(fd, buf + got, cap - 1 - got, 0)) > 0)
+        got += (size_t)n;
+    buf[got] = 0;
+    return got;
+}
+
 #endif
