@@ -1,6 +1,7 @@
 /* HTTP/1.1 request parsing and response writing for the http app: pure functions over caller
  * buffers, no allocation, no I/O. The parser returns slices into the caller's buffer, so the
- * buffer must outlive the parsed request.
+ * buffer must outlive the parsed request. Implemented in http_parse.c (request heads),
+ * http_chunked.c (chunked bodies) and http_write.c (responses).
  *
  * Errors are negative errnos, each standing for the status the server answers with:
  *   -EBADMSG          400 malformed request (framing, syntax, duplicate Host/Content-Length)

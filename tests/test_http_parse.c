@@ -1,8 +1,7 @@
-/* Tests for apps/http_parse.c: request heads (limits, strictness, pipelining, split input),
- * the chunked decoder, and response heads byte for byte. Inputs that end early are copied into
- * buffers of their exact size so that ASan catches any read past len. */
+/* Tests for apps/http_parse.c: request heads (limits, strictness, pipelining, split input) and
+ * the errors they map to. Inputs that end early are copied into buffers of their exact size so
+ * that ASan catches any read past len. */
 #include <errno.h>
-#include <regex.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,8 +13,7 @@
 #include <cmocka.h>
 
 #include "http_parse.h"
-
-#define LIT(s) (s), (sizeof(s) - 1)
+#include "http_test.h"
 
 static struct ivy_http_request req;
 
@@ -243,16 +241,6 @@ static void split_at_every_byte_needs_more_until_complete(void **state)
     }
 }
 
-struct bad {
-    const char *s;
-    size_t len;
-    int status;
-};
-#define BAD(s, st)                                                                                 \
-    {                                                                                              \
-        (s), sizeof(s) - 1, (st)                                                                   \
-    }
-
 static void malformed_heads_map_to_exact_statuses(void **state)
 {
     static const struct bad t[] = {
@@ -396,279 +384,6 @@ static void at_most_100_headers(void **state)
     assert_int_equal(parse_n(buf, n, &req), -EMSGSIZE);
 }
 
-static void error_statuses_and_reasons(void **state)
-{
-    assert_int_equal(ivy_http_error_status(-EBADMSG), 400);
-    assert_int_equal(ivy_http_error_status(-EFBIG), 413);
-    assert_int_equal(ivy_http_error_status(-EMSGSIZE), 431);
-    assert_int_equal(ivy_http_error_status(-ENOTSUP), 501);
-    assert_int_equal(ivy_http_error_status(-EPROTONOSUPPORT), 505);
-    assert_int_equal(ivy_http_error_status(-ENOMEM), 500);
-    static const struct {
-        int status;
-        const char *reason;
-    } t[] = {{100, "Continue"},
-             {200, "OK"},
-             {204, "No Content"},
-             {304, "Not Modified"},
-             {400, "Bad Request"},
-             {404, "Not Found"},
-             {413, "Content Too Large"},
-             {431, "Request Header Fields Too Large"},
-             {500, "Internal Server Error"},
-             {505, "HTTP Version Not Supported"},
-             {299, ""},
-             {432, ""},
-             {600, ""},
-             {-1, ""}};
-    for (size_t i = 0; i < sizeof t / sizeof *t; i++)
-        assert_string_equal(ivy_http_reason(t[i].status), t[i].reason);
-}
-
-/* Decodes enc in two pieces split at k, appending the second after the first's output as a
- * server does; returns the decoder's last result and leaves the body in out. */
-static int decode_split(const char *enc, size_t n, size_t k, size_t limit, char *out,
-                        size_t *out_len, size_t *used)
-{
-    struct ivy_http_chunked st;
-    ivy_http_chunked_init(&st, limit);
-    char *w = malloc(n ? n : 1);
-    size_t c1, o1, c2 = 0, o2 = 0;
-    memcpy(w, enc, k);
-    int rc = ivy_http_chunked_decode(&st, w, k, &c1, &o1);
-    if (rc == 0) {
-        assert_int_equal(c1, k);
-        memcpy(w + o1, enc + k, n - k);
-        rc = ivy_http_chunked_decode(&st, w + o1, n - k, &c2, &o2);
-    }
-    memcpy(out, w, o1 + o2);
-    *out_len = o1 + o2;
-    *used = c1 + c2;
-    free(w);
-    return rc;
-}
-
-static void chunked_body_decodes_in_place(void **state)
-{
-    char buf[] = "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\nGET /next";
-    struct ivy_http_chunked st;
-    size_t used, out;
-    ivy_http_chunked_init(&st, 0);
-    assert_int_equal(ivy_http_chunked_decode(&st, buf, sizeof buf - 1, &used, &out), 1);
-    assert_int_equal(used, sizeof buf - 1 - strlen("GET /next"));
-    assert_int_equal(out, 11);
-    assert_memory_equal(buf, "hello world", 11);
-    assert_string_equal(buf + used, "GET /next");
-    /* Done stays done and consumes nothing more. */
-    assert_int_equal(ivy_http_chunked_decode(&st, buf + used, 9, &used, &out), 1);
-    assert_int_equal(used, 0);
-    assert_int_equal(out, 0);
-}
-
-static void chunked_extensions_and_trailers_are_skipped(void **state)
-{
-    static const char enc[] = "A;name=\"q v\"\r\n0123456789\r\n2 ; a=b\r\nxy\r\n"
-                              "0;last\r\nTrailer-A: 1\r\nT2:\r\n\r\n";
-    char out[64];
-    size_t n, used;
-    assert_int_equal(decode_split(enc, sizeof enc - 1, sizeof enc - 1, 0, out, &n, &used), 1);
-    assert_int_equal(used, sizeof enc - 1);
-    assert_int_equal(n, 12);
-    assert_memory_equal(out, "0123456789xy", 12);
-}
-
-static void chunked_split_at_every_byte_decodes_the_same(void **state)
-{
-    static const char enc[] = "3;x=y\r\nabc\r\n10\r\n0123456789abcdef\r\n0\r\nT: v\r\n\r\n";
-    size_t len = sizeof enc - 1;
-    for (size_t k = 0; k <= len; k++) {
-        char out[64];
-        size_t n, used;
-        assert_int_equal(decode_split(enc, len, k, 0, out, &n, &used), 1);
-        assert_int_equal(used, len);
-        assert_int_equal(n, 19);
-        assert_memory_equal(out, "abc0123456789abcdef", 19);
-    }
-    /* Byte at a time, each new byte appended right after the decoded ones. */
-    char w[sizeof enc];
-    struct ivy_http_chunked st;
-    size_t dec = 0, used, out;
-    int rc = 0;
-    ivy_http_chunked_init(&st, 0);
-    for (size_t i = 0; i < len; i++) {
-        assert_int_equal(rc, 0);
-        w[dec] = enc[i];
-        rc = ivy_http_chunked_decode(&st, w + dec, 1, &used, &out);
-        assert_int_equal(used, 1);
-        dec += out;
-    }
-    assert_int_equal(rc, 1);
-    assert_int_equal(dec, 19);
-    assert_memory_equal(w, "abc0123456789abcdef", 19);
-}
-
-static void chunked_body_limit_gives_413(void **state)
-{
-    char out[64];
-    size_t n, used;
-    assert_int_equal(decode_split(LIT("a\r\n0123456789\r\n0\r\n\r\n"), 5, 10, out, &n, &used), 1);
-    assert_int_equal(decode_split(LIT("b\r\n0123456789a\r\n0\r\n\r\n"), 5, 10, out, &n, &used),
-                     -EFBIG);
-    assert_int_equal(
-        decode_split(LIT("6\r\n012345\r\n5\r\n01234\r\n0\r\n\r\n"), 12, 10, out, &n, &used),
-        -EFBIG);
-    assert_int_equal(decode_split(LIT("100001\r\n"), 8, 0, out, &n, &used), -EFBIG);
-    assert_int_equal(ivy_http_error_status(-EFBIG), 413);
-}
-
-static void malformed_chunked_bodies_map_to_exact_statuses(void **state)
-{
-    static char huge[2 * IVY_HTTP_MAX_HEAD];
-    static const struct bad t[] = {
-        BAD("\r\n", 400),
-        BAD("g\r\n", 400),
-        BAD(";x\r\n", 400),
-        BAD("5\nhello\r\n0\r\n\r\n", 400),
-        BAD("5\r\nhelloX\r\n0\r\n\r\n", 400),
-        BAD("5\r\nhello\n0\r\n\r\n", 400),
-        BAD("5 x\r\nhello\r\n", 400),
-        BAD("5 \r\nhello\r\n", 400),
-        BAD("5;a\x01\r\nhello\r\n", 400),
-        BAD("5\rhello", 400),
-        BAD("0\r\nBad Name: v\r\n\r\n", 400),
-        BAD("0\r\n folded\r\n\r\n", 400),
-        BAD("0\r\nT: a\x7f\r\n\r\n", 400),
-        BAD("0\r\nT: a\nb\r\n\r\n", 400),
-        BAD("0\r\n\rx", 400),
-        BAD("-1\r\n", 400),
-        BAD("fffffffffffffffff\r\n", 400), /* 17 digits overflow even an unlimited body */
-    };
-    for (size_t i = 0; i < sizeof t / sizeof *t; i++) {
-        char out[64];
-        size_t n, used;
-        int rc = decode_split(t[i].s, t[i].len, t[i].len, SIZE_MAX, out, &n, &used);
-        if (rc >= 0 || ivy_http_error_status(rc) != t[i].status)
-            fail_msg("case %zu: got %d, want status %d", i, rc, t[i].status);
-    }
-    /* A size line or a trailer section that never ends is bounded. */
-    struct ivy_http_chunked st;
-    size_t used, out;
-    memset(huge, 'a', sizeof huge);
-    memcpy(huge, "1;", 2);
-    ivy_http_chunked_init(&st, 0);
-    assert_int_equal(ivy_http_chunked_decode(&st, huge, sizeof huge, &used, &out), -EBADMSG);
-    memcpy(huge, "0\r\nX: ", 6);
-    ivy_http_chunked_init(&st, 0);
-    assert_int_equal(ivy_http_chunked_decode(&st, huge, sizeof huge, &used, &out), -EMSGSIZE);
-}
-
-static void chunked_request_then_body_from_one_buffer(void **state)
-{
-    char buf[] = "POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
-                 "4\r\nWiki\r\n5\r\npedia\r\n0\r\n\r\n"
-                 "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
-    size_t len = sizeof buf - 1, used, out;
-    struct ivy_http_request r = {0};
-    struct ivy_http_chunked st;
-    int head = ivy_http_parse_request(buf, len, &r);
-    assert_int_equal(head, 60);
-    assert_true(r.chunked);
-    ivy_http_chunked_init(&st, r.body_limit);
-    assert_int_equal(ivy_http_chunked_decode(&st, buf + head, len - head, &used, &out), 1);
-    assert_int_equal(out, 9);
-    assert_memory_equal(buf + head, "Wikipedia", 9);
-    assert_int_equal(ivy_http_parse_request(buf + head + used, len - head - used, &r), 27);
-    assert_int_equal(head + used + 27, len);
-}
-
-#define NOV25 ((time_t)1795608000) /* Wed, 25 Nov 2026 12:00:00 GMT */
-
-static void date_is_imf_fixdate(void **state)
-{
-    assert_string_equal(ivy_http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
-    assert_string_equal(ivy_http_date(784111777), "Sun, 06 Nov 1994 08:49:37 GMT");
-    assert_string_equal(ivy_http_date(1709208000), "Thu, 29 Feb 2024 12:00:00 GMT");
-    assert_string_equal(ivy_http_date(253402300799), "Fri, 31 Dec 9999 23:59:59 GMT");
-    const char *d = ivy_http_date(NOV25);
-    assert_string_equal(d, "Wed, 25 Nov 2026 12:00:00 GMT");
-    assert_ptr_equal(ivy_http_date(NOV25), d); /* cached within the second */
-
-    regex_t re;
-    assert_int_equal(regcomp(&re,
-                             "^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), [0-3][0-9] "
-                             "(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [0-9]{4} "
-                             "[0-2][0-9]:[0-5][0-9]:[0-6][0-9] GMT$",
-                             REG_EXTENDED | REG_NOSUB),
-                     0);
-    d = ivy_http_date(time(NULL));
-    assert_int_equal(strlen(d), IVY_HTTP_DATE_LEN);
-    assert_int_equal(regexec(&re, d, 0, NULL, 0), 0);
-    regfree(&re);
-}
-
-static void assert_written(size_t n, const char *out, const char *want)
-{
-    assert_int_equal(n, strlen(want));
-    assert_memory_equal(out, want, n);
-}
-
-static void response_head_bytes_are_exact(void **state)
-{
-    char out[512];
-    assert_written(ivy_http_write_head(out, sizeof out, 200, "text/plain", 13, true, 1, NOV25), out,
-                   "HTTP/1.1 200 OK\r\nServer: ivy\r\nDate: Wed, 25 Nov 2026 12:00:00 GMT\r\n"
-                   "Content-Type: text/plain\r\nContent-Length: 13\r\n\r\n");
-    assert_written(
-        ivy_http_write_head(out, sizeof out, 404, NULL, 0, false, 1, NOV25), out,
-        "HTTP/1.1 404 Not Found\r\nServer: ivy\r\nDate: Wed, 25 Nov 2026 12:00:00 GMT\r\n"
-        "Content-Length: 0\r\nConnection: close\r\n\r\n");
-    assert_written(
-        ivy_http_write_head(out, sizeof out, 200, "application/json", SIZE_MAX, true, 0, NOV25),
-        out,
-        "HTTP/1.1 200 OK\r\nServer: ivy\r\nDate: Wed, 25 Nov 2026 12:00:00 GMT\r\n"
-        "Content-Type: application/json\r\nContent-Length: 18446744073709551615\r\n"
-        "Connection: keep-alive\r\n\r\n");
-    assert_written(
-        ivy_http_write_head(out, sizeof out, 204, "text/plain", 5, false, 0, NOV25), out,
-        "HTTP/1.1 204 No Content\r\nServer: ivy\r\nDate: Wed, 25 Nov 2026 12:00:00 GMT\r\n"
-        "Content-Type: text/plain\r\nConnection: close\r\n\r\n");
-    assert_written(ivy_http_write_head(out, sizeof out, 299, NULL, 1, true, 1, NOV25), out,
-                   "HTTP/1.1 299 \r\nServer: ivy\r\nDate: Wed, 25 Nov 2026 12:00:00 GMT\r\n"
-                   "Content-Length: 1\r\n\r\n");
-}
-
-static void response_head_respects_cap_and_status_range(void **state)
-{
-    char out[256];
-    size_t n = ivy_http_write_head(out, sizeof out, 200, "text/plain", 13, true, 1, NOV25);
-    assert_int_equal(ivy_http_write_head(out, n, 200, "text/plain", 13, true, 1, NOV25), n);
-    assert_int_equal(ivy_http_write_head(out, n - 1, 200, "text/plain", 13, true, 1, NOV25), 0);
-    assert_int_equal(ivy_http_write_head(out, sizeof out, 99, NULL, 0, true, 1, NOV25), 0);
-    assert_int_equal(ivy_http_write_head(out, sizeof out, 1000, NULL, 0, true, 1, NOV25), 0);
-    n = ivy_http_write_error(out, sizeof out, 400, false, NOV25);
-    assert_int_equal(ivy_http_write_error(out, n, 400, false, NOV25), n);
-    assert_int_equal(ivy_http_write_error(out, n - 1, 400, false, NOV25), 0);
-}
-
-static void canned_error_responses_are_exact(void **state)
-{
-    static const int codes[] = {400, 404, 413, 431, 500, 501, 505};
-    char out[512], want[512];
-    for (size_t i = 0; i < sizeof codes / sizeof *codes; i++) {
-        const char *r = ivy_http_reason(codes[i]);
-        snprintf(want, sizeof want,
-                 "HTTP/1.1 %d %s\r\nServer: ivy\r\nDate: Wed, 25 Nov 2026 12:00:00 GMT\r\n"
-                 "Content-Type: text/plain\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n"
-                 "%d %s\n",
-                 codes[i], r, strlen(r) + 5, codes[i], r);
-        assert_written(ivy_http_write_error(out, sizeof out, codes[i], false, NOV25), out, want);
-    }
-    assert_written(
-        ivy_http_write_error(out, sizeof out, 404, true, NOV25), out,
-        "HTTP/1.1 404 Not Found\r\nServer: ivy\r\nDate: Wed, 25 Nov 2026 12:00:00 GMT\r\n"
-        "Content-Type: text/plain\r\nContent-Length: 14\r\n\r\n404 Not Found\n");
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -687,17 +402,6 @@ int main(void)
         cmocka_unit_test(malformed_heads_map_to_exact_statuses),
         cmocka_unit_test(head_size_limit_is_8k_and_enforced_before_completion),
         cmocka_unit_test(at_most_100_headers),
-        cmocka_unit_test(error_statuses_and_reasons),
-        cmocka_unit_test(chunked_body_decodes_in_place),
-        cmocka_unit_test(chunked_extensions_and_trailers_are_skipped),
-        cmocka_unit_test(chunked_split_at_every_byte_decodes_the_same),
-        cmocka_unit_test(chunked_body_limit_gives_413),
-        cmocka_unit_test(malformed_chunked_bodies_map_to_exact_statuses),
-        cmocka_unit_test(chunked_request_then_body_from_one_buffer),
-        cmocka_unit_test(date_is_imf_fixdate),
-        cmocka_unit_test(response_head_bytes_are_exact),
-        cmocka_unit_test(response_head_respects_cap_and_status_range),
-        cmocka_unit_test(canned_error_responses_are_exact),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
