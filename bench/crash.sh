@@ -4,11 +4,13 @@
 # Connection: close. A failed request is any wrk socket error or non-2xx response.
 #
 # Prints: crash_fail_per_kill_{ivy,nginx}_{keepalive,close} and the ratios ivy / nginx.
-# DURATION (seconds, default 10) and CONNS (default 32) may be set in the environment.
+# DURATION (seconds, default 10) and CONNS (default 32) may be set in the environment; IVY
+# names the ivy binary (default build/apps/ivy, built in Release when missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh wrk nginx-light >/dev/null
-[ -x build/apps/ivy ] || make --no-print-directory release >/dev/null
+IVY=${IVY:-build/apps/ivy}
+[ -x "$IVY" ] || make --no-print-directory release >/dev/null
 
 DURATION=${DURATION:-10}
 CONNS=${CONNS:-32}
@@ -48,7 +50,7 @@ run_case() {
 
 # ---- ivy
 ivy_port=$(free_port)
-build/apps/ivy serve --app http --workers 2 --listen "127.0.0.1:$ivy_port" --quiet &
+"$IVY" serve --app http --workers 2 --listen "127.0.0.1:$ivy_port" --quiet &
 ivy_sup=$!
 sleep 1
 ivy_workers="pgrep -P $ivy_sup"

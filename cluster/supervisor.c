@@ -8,7 +8,8 @@
  * processes, so the shared-memory stats have two slots per seat.
  *
  * A crash loop is CRASH_WINDOW_DEATHS deaths within 10 s, counting crashes, error exits and
- * watchdog kills, but not a SIGKILL from outside: chaos tests kill workers on purpose.
+ * watchdog kills, but not a SIGKILL from outside: chaos tests kill workers on purpose. Such a
+ * kill does not grow the respawn back-off either: the seat is refilled after the minimum delay.
  *
  * Invariants: a seat is refilled only by a respawn (after a death, with back-off) or by a
  * replacement (SIGHUP, max_requests); a process marked retiring was told to leave, so its exit
@@ -217,6 +218,13 @@ static bool reap(uint64_t now)
             /* The replacement died before taking over: the old process stays. */
             for (int i = 0; i < 2 * S.nseats; i++)
                 if (S.procs[i].pid > 0 && S.procs[i].seat == dead.seat) goto next;
+        }
+        /* The back-off slows a worker that keeps failing; one killed from outside did not
+           fail, and while its seat is empty the others carry its load (with every seat empty,
+           new connections are refused): it comes back after the minimum delay. */
+        if (external) {
+            st->respawn_at = now + BACKOFF_MIN_NS;
+            continue;
         }
         st->streak = now - dead.started > HEALTHY_NS ? 1 : st->streak + 1;
         uint64_t delay = BACKOFF_MIN_NS << (st->streak - 1 < 20 ? st->streak - 1 : 20);
