@@ -1,25 +1,19 @@
 /*
- * The buffered reader (eventlet's makefile) over a provided-buffer ring.
+ * The buffered reader (eventlet's makefile) over a socket's receive queue (io/recv.c).
  *
  * A reader waiting for data must not pin a buffer: with thousands of idle keep-alive
- * connections that would be thousands of buffers. So its receives pick a buffer from the hub's
- * provided-buffer ring (IOSQE_BUFFER_SELECT) only when data arrives; the bytes are copied into
- * the reader's own buffer and the ring buffer goes straight back. The reader's buffer exists
- * only while it holds unread bytes: it is freed on the first call that finds it drained.
- *
- * The ring runs out (-ENOBUFS) only when more receives complete in one batch than it has
- * buffers; the threads that got one return it within their slice, so the receive is simply
- * made again. Kernels without buffer rings (< 5.19) get plain receives into the reader's
- * buffer. Large reads bypass the buffer entirely.
+ * connections that would be thousands of buffers. So it waits on the socket's queue, whose
+ * buffers the kernel picks from the hub's ring only when bytes arrive, and copies what came into
+ * a buffer of its own sized to it. That buffer exists only while it holds unread bytes: it is
+ * freed (or kept on a short per-thread list) on the first call that finds it drained.
  */
 #include "socket_impl.h"
 
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
-enum { BGID = 0x1f7, NBUFS = 128, BUFSZ = 16384 };
+enum { BUFSZ = 16384 };
 
 struct ivy_reader {
     int fd;
@@ -28,44 +22,6 @@ struct ivy_reader {
     char *buf;
     size_t cap, start, end;
 };
-
-/* The buffers, per thread; registered with each new hub of the thread (h->pbufs). */
-static __thread struct {
-    struct io_uring_buf_ring *br;
-    char *mem;
-} pbufs;
-
-static bool pbufs_ready(struct ivy_hub *h)
-{
-    if (h->pbufs) return h->pbufs > 0;
-    h->pbufs = -1;
-    if (!pbufs.br) {
-        void *br = mmap(NULL, NBUFS * sizeof(struct io_uring_buf), PROT_READ | PROT_WRITE,
-                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        void *mem = mmap(NULL, (size_t)NBUFS * BUFSZ, PROT_READ | PROT_WRITE,
-                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-        if (br == MAP_FAILED || mem == MAP_FAILED) return false;
-        pbufs.br = br;
-        pbufs.mem = mem;
-    }
-    struct io_uring_buf_reg reg = {
-        .ring_addr = (uintptr_t)pbufs.br, .ring_entries = NBUFS, .bgid = BGID};
-    if (io_uring_register_buf_ring(&h->ring, &reg, 0) != 0) return false;
-    io_uring_buf_ring_init(pbufs.br);
-    for (int i = 0; i < NBUFS; i++)
-        io_uring_buf_ring_add(pbufs.br, pbufs.mem + (size_t)i * BUFSZ, BUFSZ, (unsigned short)i,
-                              io_uring_buf_ring_mask(NBUFS), i);
-    io_uring_buf_ring_advance(pbufs.br, NBUFS);
-    h->pbufs = 1;
-    return true;
-}
-
-static void pbuf_return(unsigned bid)
-{
-    io_uring_buf_ring_add(pbufs.br, pbufs.mem + (size_t)bid * BUFSZ, BUFSZ, (unsigned short)bid,
-                          io_uring_buf_ring_mask(NBUFS), 0);
-    io_uring_buf_ring_advance(pbufs.br, 1);
-}
 
 ivy_reader *ivy_reader_new(int fd, size_t max_line)
 {
@@ -166,40 +122,15 @@ static void drop_if_drained(ivy_reader *r)
 /* Receives more bytes into the buffer: their count, 0 at end of stream, or an error. */
 static ssize_t fill(ivy_reader *r)
 {
-    for (;;) {
-        struct ivy_hub *h = ivy__hub_tls;
-        ivy_thread *t;
-        struct io_uring_sqe *sqe;
-        struct ivy_op op;
-        bool ring = h && pbufs_ready(h);
-        int rc = ring ? 0 : reserve(r, BUFSZ);
-        if (rc < 0) return rc;
-        if ((rc = ivy__op_begin(&h, &t, &sqe)) < 0) return rc;
-        if (!ring) {
-            io_uring_prep_recv(sqe, r->fd, r->buf + r->end, BUFSZ, 0);
-            rc = ivy__op_wait(h, t, sqe, &op);
-            if (rc > 0) r->end += (size_t)rc;
-            return rc;
-        }
-        io_uring_prep_recv(sqe, r->fd, NULL, BUFSZ, 0);
-        sqe->flags |= IOSQE_BUFFER_SELECT;
-        sqe->buf_group = BGID;
-        rc = ivy__op_wait(h, t, sqe, &op);
-        if (rc == -ENOBUFS) continue;
-        if (op.flags & IORING_CQE_F_BUFFER) {
-            unsigned bid = op.flags >> IORING_CQE_BUFFER_SHIFT;
-            if (rc > 0) {
-                int err = reserve(r, (size_t)rc);
-                if (err == 0) {
-                    memcpy(r->buf + r->end, pbufs.mem + (size_t)bid * BUFSZ, (size_t)rc);
-                    r->end += (size_t)rc;
-                }
-                rc = err ? err : rc;
-            }
-            pbuf_return(bid);
-        }
-        return rc;
-    }
+    const char *p;
+    ssize_t n = ivy__recv_peek(r->fd, &p);
+    if (n <= 0) return n;
+    int rc = reserve(r, (size_t)n);
+    if (rc < 0) return rc;
+    memcpy(r->buf + r->end, p, (size_t)n);
+    ivy__recv_take(r->fd, (size_t)n);
+    r->end += (size_t)n;
+    return n;
 }
 
 ssize_t ivy_readline(ivy_reader *r, const char **line)

@@ -1,9 +1,9 @@
 /*
- * Green sockets: listen, connect, send/recv, shutdown, close, and positional file I/O, each a
+ * Green sockets: listen, connect, send, shutdown, close, and positional file I/O, each a
  * single io_uring request made by the calling green thread (io/ring.c's ivy__op_wait), which
  * therefore inherits kill and deadline handling from the ring layer.
  *
- * Accept lives in io/accept.c and the buffered reader in io/reader.c.
+ * Accept lives in io/accept.c, receiving in io/recv.c and the buffered reader in io/reader.c.
  */
 #include "socket_impl.h"
 
@@ -105,6 +105,7 @@ static int connect_addr(const struct sockaddr *sa, socklen_t len)
     struct io_uring_sqe *sqe;
     int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) return -errno;
+    ivy__recv_forget(fd); /* state left by a socket of that number closed with close(2) */
     int rc = ivy__op_begin(&h, &t, &sqe);
     if (rc == 0) {
         struct ivy_op op;
@@ -149,30 +150,6 @@ int ivy_connect(const char *host, int port, double timeout)
     rc = connect_any(host, port);
     ivy_timeout_end(&to);
     return rc;
-}
-
-ssize_t ivy_recv(int fd, void *buf, size_t len)
-{
-    struct ivy_hub *h;
-    ivy_thread *t;
-    struct io_uring_sqe *sqe;
-    struct ivy_op op;
-    int rc = ivy__op_begin(&h, &t, &sqe);
-    if (rc < 0) return rc;
-    io_uring_prep_recv(sqe, fd, buf, len, 0);
-    return ivy__op_wait(h, t, sqe, &op);
-}
-
-ssize_t ivy_recv_exact(int fd, void *buf, size_t len)
-{
-    size_t got = 0;
-    while (got < len) {
-        ssize_t n = ivy_recv(fd, (char *)buf + got, len - got);
-        if (n < 0) return n;
-        if (n == 0) return -ENODATA;
-        got += (size_t)n;
-    }
-    return (ssize_t)len;
 }
 
 ssize_t ivy_send(int fd, const void *buf, size_t len)
@@ -253,6 +230,7 @@ int ivy_shutdown(int fd, int how)
 int ivy_close(int fd)
 {
     ivy__accept_forget(fd);
+    ivy__recv_forget(fd);
     struct ivy_hub *h;
     ivy_thread *t;
     struct io_uring_sqe *sqe;

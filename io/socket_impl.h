@@ -11,7 +11,20 @@
  */
 int ivy__op_begin(struct ivy_hub **h, ivy_thread **t, struct io_uring_sqe **sqe);
 
+/* Takes connections from listen_fd's kernel queue one at a time, as ivy_accept asks. */
+int ivy__accept_one(int listen_fd);
+
 /* ivy_close's hook: drops the accept state of a listening descriptor. */
 void ivy__accept_forget(int fd);
+
+/*
+ * The receive side (io/recv.c), for the buffered reader: waits until fd has received bytes and
+ * points *p at the first of them, returning how many are there (0 at end of stream, or a
+ * negative errno); ivy__recv_take then consumes n of them (n <= that count), with no wait in
+ * between. ivy__recv_forget is ivy_close's hook: it cancels the socket's receive.
+ */
+ssize_t ivy__recv_peek(int fd, const char **p);
+void ivy__recv_take(int fd, size_t n);
+void ivy__recv_forget(int fd);
 
 #endif

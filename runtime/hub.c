@@ -88,6 +88,7 @@ int ivy_hub_free(void)
         int rc = ivy_offload_shutdown(); /* its read is armed on our ring: stop it first */
         if (rc < 0) return rc;
     }
+    ivy__recv_hub_free(h);
     io_uring_queue_exit(&h->ring);
     if (h->schedstat_fd >= 0) close(h->schedstat_fd);
     ivy__timer_heap_free(&h->timers);

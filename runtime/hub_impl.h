@@ -139,7 +139,8 @@ struct ivy_hub {
     uint64_t external; /* wake-ups promised from outside the ring (offload jobs running) */
     void *offload;     /* io/offload.c's pool bound to this ring; NULL until first offload */
     bool stop, in_run;
-    signed char pbufs; /* provided-buffer ring for readers: 0 unknown, 1 registered, -1 none */
+    signed char pbufs; /* provided-buffer ring for receives: 0 unknown, 1 registered, -1 none */
+    struct ivy_recv_table *rtab;     /* io/recv.c: receive state by socket descriptor */
     void (*on_iteration)(void *arg); /* the cluster's heartbeat */
     void *on_iteration_arg;
 };
@@ -209,6 +210,8 @@ int ivy__ring_init(struct ivy_hub *h, unsigned entries, bool quiet);
 struct io_uring_sqe *ivy__sqe(struct ivy_hub *h);
 /* Submits what is queued and reaps completions; waits up to timeout_ns when block. */
 int ivy__ring_poll(struct ivy_hub *h, bool block, uint64_t timeout_ns);
+/* Frees the receive state of every socket (io/recv.c), before the ring goes. */
+void ivy__recv_hub_free(struct ivy_hub *h);
 
 /* A one-shot request made by a green thread that waits for its answer. */
 struct ivy_op {

@@ -263,7 +263,7 @@ static void *accept_then_reset(void *arg)
     assert_true(ivy_recv(fd, buf, sizeof buf) > 0); /* the sender is under way */
     struct linger lg = {1, 0};                      /* close with RST */
     setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
-    close(fd);
+    ivy_close(fd);
     return NULL;
 }
 

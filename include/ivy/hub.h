@@ -27,9 +27,9 @@ typedef struct ivy_thread ivy_thread;
 typedef void *(*ivy_fn)(void *arg);
 
 struct ivy_hub_options {
-    unsigned ring_entries;       /* submission queue size; 0: 4096 */
-    double stall_threshold;      /* seconds a green thread may run without yielding; 0: 0.1 */
-    bool quiet;                  /* no set-up log line (ring fallbacks) */
+    unsigned ring_entries;  /* submission queue size; 0: 4096 */
+    double stall_threshold; /* seconds a green thread may run without yielding; 0: 0.1 */
+    bool quiet;             /* no set-up log line (ring fallbacks) */
 };
 
 /*
@@ -71,8 +71,7 @@ void ivy_detach(ivy_thread *t);
  */
 int ivy_kill(ivy_thread *t);
 /* Calls cb(t, value, err, arg) in the hub when t finishes. cb must not block. */
-int ivy_link(ivy_thread *t, void (*cb)(ivy_thread *t, void *value, int err, void *arg),
-             void *arg);
+int ivy_link(ivy_thread *t, void (*cb)(ivy_thread *t, void *value, int err, void *arg), void *arg);
 
 /* Suspends the calling green thread; ivy_sleep(0) lets every ready thread run first. */
 int ivy_sleep(double seconds);
@@ -106,6 +105,7 @@ struct ivy_hub_stats {
     uint64_t max_loop_lag_ns; /* longest loop iteration */
     uint64_t stalls;          /* stall reports */
     uint64_t inflight;        /* io_uring requests awaiting completion */
+    uint64_t recv_ring_empty; /* receives that found the provided-buffer ring empty */
 };
 void ivy_hub_stats(struct ivy_hub_stats *out);
 /* Seconds a green thread may compute without yielding before it is reported; 0 disables. */

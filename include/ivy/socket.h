@@ -51,16 +51,25 @@ int ivy_accept_stop(int listen_fd);
 /* Connects to host:port (names resolved through the offload pool); timeout < 0: none. */
 int ivy_connect(const char *host, int port, double timeout);
 
-ssize_t ivy_recv(int fd, void *buf, size_t len);      /* 0 at end of stream */
-ssize_t ivy_recv_exact(int fd, void *buf, size_t len); /* len, or -ENODATA on early EOF */
-ssize_t ivy_send(int fd, const void *buf, size_t len); /* may send less than len */
-ssize_t ivy_sendall(int fd, const void *buf, size_t len); /* len, partial writes looped */
+/*
+ * Receives what has arrived, up to len (0 at end of stream). The first receive on a socket arms
+ * a multishot receive that stays armed until ivy_close, so a request/response connection makes
+ * no request per message: bytes that arrive while nobody receives wait in the hub, in order (at
+ * most 8 buffers of 16 KiB; beyond that TCP holds the peer back), and a waiting socket holds no
+ * buffer. Hence: a socket received on is read only through ivy_recv and the reader, and closed
+ * with ivy_close, not close(2), which would leave the armed receive holding it open.
+ */
+ssize_t ivy_recv(int fd, void *buf, size_t len);
+ssize_t ivy_recv_exact(int fd, void *buf, size_t len);           /* len, or -ENODATA on early EOF */
+ssize_t ivy_send(int fd, const void *buf, size_t len);           /* may send less than len */
+ssize_t ivy_sendall(int fd, const void *buf, size_t len);        /* len, partial writes looped */
 ssize_t ivy_writev(int fd, const struct iovec *iov, int iovcnt); /* all of it, looped */
 int ivy_shutdown(int fd, int how);
 /*
- * Closes through the ring; outside a green thread (or once killed), with close(2). As with
- * close(2), a request another thread has in flight on fd keeps the socket open and is not woken:
- * to wake it, ivy_shutdown the socket (its recv returns 0) or ivy_kill the thread first.
+ * Closes through the ring, after cancelling the socket's armed receive (threads waiting in
+ * ivy_recv or a reader on it get -EBADF); outside a green thread (or once killed), with close(2).
+ * As with close(2), another request in flight on fd (a send) keeps the socket open and is not
+ * woken: to wake it, ivy_shutdown the socket first or ivy_kill the thread.
  */
 int ivy_close(int fd);
 

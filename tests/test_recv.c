@@ -1,0 +1,384 @@
+/*
+ * Tests for io/recv.c: the multishot receive each socket keeps armed, its queue, its bounds and
+ * its lifetime, over real loopback sockets and the real ring.
+ */
+#include <ivy/ivy.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "util.h"
+
+/* A connected pair: `a` from ivy_accept (the side under test), `b` a plain blocking socket. */
+struct pair {
+    int a, b;
+};
+
+/* Runs fn(arg) as a green thread to its end. */
+static void run_green(void *(*fn)(void *), void *arg)
+{
+    assert_int_equal(ivy_spawn_n(fn, arg), 0);
+    assert_int_equal(ivy_run(), 0);
+}
+
+struct accepting {
+    int lfd, fd;
+};
+
+static void *accept_one(void *arg)
+{
+    struct accepting *a = arg;
+    a->fd = ivy_accept(a->lfd, NULL);
+    return NULL;
+}
+
+static struct pair pair_open(void)
+{
+    struct accepting a = {ivy_listen("127.0.0.1", 0, 16, 0), -1};
+    assert_true(a.lfd >= 0);
+    int b = dial(ivy_local_port(a.lfd)); /* completes from the backlog */
+    assert_true(b >= 0);
+    run_green(accept_one, &a);
+    assert_true(a.fd >= 0);
+    ivy_close(a.lfd);
+    return (struct pair){a.fd, b};
+}
+
+/* ---- bytes that arrive with nobody receiving --------------------------------------------- */
+
+struct queued {
+    struct pair p;
+    char got[64];
+    ssize_t n[4];
+};
+
+static void *queued_reader(void *arg)
+{
+    struct queued *q = arg;
+    char one;
+    /* The first receive arms the socket's receive; what comes later queues while we sleep. */
+    assert_int_equal(send(q->p.b, "a", 1, 0), 1);
+    assert_int_equal(ivy_recv(q->p.a, &one, 1), 1);
+    assert_int_equal(one, 'a');
+    assert_int_equal(send(q->p.b, "bcd", 3, 0), 3);
+    ivy_sleep(0.02);
+    assert_int_equal(send(q->p.b, "efgh", 4, 0), 4);
+    ivy_sleep(0.02);
+    assert_int_equal(send(q->p.b, "ij", 2, 0), 2);
+    ivy_sleep(0.02);
+    shutdown(q->p.b, SHUT_WR);
+    ivy_sleep(0.02);
+    /* Small reads take the queued bytes in order, across chunk boundaries, then the end. */
+    q->n[0] = ivy_recv(q->p.a, q->got, 2);
+    q->n[1] = ivy_recv(q->p.a, q->got + 2, 5);
+    q->n[2] = ivy_recv(q->p.a, q->got + 7, 30);
+    q->n[3] = ivy_recv(q->p.a, q->got + 9, 30);
+    return NULL;
+}
+
+static void bytes_received_meanwhile_come_out_in_order(void **state)
+{
+    struct queued q = {.p = pair_open()};
+    run_green(queued_reader, &q);
+    assert_int_equal(q.n[0], 2);
+    assert_int_equal(q.n[1], 5);
+    assert_int_equal(q.n[2], 2);
+    assert_int_equal(q.n[3], 0);
+    assert_memory_equal(q.got, "bcdefghij", 9);
+    ivy_close(q.p.a);
+    close(q.p.b);
+}
+
+/* ---- deadlines lose nothing --------------------------------------------------------------- */
+
+struct late {
+    struct pair p;
+    ssize_t timed, after;
+    char got[8];
+};
+
+static void *late_reader(void *arg)
+{
+    struct late *l = arg;
+    struct ivy_timeout to;
+    assert_int_equal(ivy_timeout_begin(&to, 0.02), 0);
+    l->timed = ivy_recv(l->p.a, l->got, sizeof l->got);
+    ivy_timeout_end(&to);
+    assert_int_equal(send(l->p.b, "late", 4, 0), 4);
+    l->after = ivy_recv(l->p.a, l->got, sizeof l->got);
+    return NULL;
+}
+
+static void bytes_after_a_timed_out_receive_are_not_lost(void **state)
+{
+    struct late l = {.p = pair_open()};
+    run_green(late_reader, &l);
+    assert_int_equal(l.timed, -ETIMEDOUT);
+    assert_int_equal(l.after, 4);
+    assert_memory_equal(l.got, "late", 4);
+    ivy_close(l.p.a);
+    close(l.p.b);
+}
+
+/* ---- closing -------------------------------------------------------------------------------- */
+
+static void *recv_then_close(void *arg)
+{
+    struct pair *p = arg;
+    char c;
+    assert_int_equal(ivy_recv(p->a, &c, 1), 1); /* arms the receive, which stays armed */
+    assert_int_equal(ivy_close(p->a), 0);
+    return NULL;
+}
+
+static void close_ends_the_connection_despite_the_armed_receive(void **state)
+{
+    struct pair p = pair_open();
+    assert_int_equal(send(p.b, "x", 1, 0), 1);
+    run_green(recv_then_close, &p);
+    /* The peer sees the end of stream at once, not when the hub goes. */
+    char c;
+    assert_int_equal(recv(p.b, &c, 1, 0), 0);
+    close(p.b);
+}
+
+static void *recv_one(void *arg)
+{
+    struct pair *p = arg;
+    char c;
+    assert_int_equal(ivy_recv(p->a, &c, 1), 1);
+    return NULL;
+}
+
+static void close_outside_the_loop_ends_the_connection_too(void **state)
+{
+    struct pair p = pair_open();
+    assert_int_equal(send(p.b, "x", 1, 0), 1);
+    run_green(recv_one, &p);
+    assert_int_equal(ivy_close(p.a), 0); /* not in a green thread: close(2) after the cancel */
+    char c;
+    assert_int_equal(recv(p.b, &c, 1, 0), 0);
+    close(p.b);
+}
+
+struct closer {
+    struct pair p;
+    ssize_t rc;
+};
+
+static void *blocked_reader(void *arg)
+{
+    struct closer *c = arg;
+    char buf[8];
+    c->rc = ivy_recv(c->p.a, buf, sizeof buf);
+    return NULL;
+}
+
+static void *close_it(void *arg)
+{
+    struct closer *c = arg;
+    ivy_sleep(0.01);
+    assert_int_equal(ivy_close(c->p.a), 0);
+    return NULL;
+}
+
+static void close_by_another_thread_wakes_the_receiver(void **state)
+{
+    struct closer c = {.p = pair_open(), .rc = 1};
+    ivy_spawn_n(blocked_reader, &c);
+    ivy_spawn_n(close_it, &c);
+    assert_int_equal(ivy_run(), 0);
+    assert_int_equal(c.rc, -EBADF);
+    char b;
+    assert_int_equal(recv(c.p.b, &b, 1, 0), 0);
+    close(c.p.b);
+}
+
+/* ---- a peer that sends and is not read is held back by TCP, not buffered by ivy ------------- */
+
+struct flood {
+    struct pair p;
+    size_t len, sent_early, got;
+    bool exact;
+};
+
+static void *flood_sender(void *arg)
+{
+    struct flood *f = arg;
+    char *buf = malloc(f->len);
+    for (size_t i = 0; i < f->len; i++)
+        buf[i] = (char)(i * 7 + i / 4096);
+    size_t off = 0;
+    while (off < f->len) {
+        ssize_t n = send(f->p.b, buf + off, f->len - off, MSG_DONTWAIT);
+        if (n > 0) off += (size_t)n;
+        if (n < 0) ivy_sleep(0.001); /* the socket is full: let the reader run */
+        if (!f->sent_early && off < f->len && n < 0) f->sent_early = off;
+    }
+    free(buf);
+    shutdown(f->p.b, SHUT_WR);
+    return NULL;
+}
+
+static void *flood_reader(void *arg)
+{
+    struct flood *f = arg;
+    char c;
+    assert_int_equal(ivy_recv(f->p.a, &c, 1), 1); /* arm, then do not read for a while */
+    f->got = 1;
+    ivy_sleep(0.1);
+    char buf[65536];
+    ssize_t n;
+    f->exact = c == 0;
+    while ((n = ivy_recv(f->p.a, buf, sizeof buf)) > 0) {
+        for (ssize_t i = 0; i < n; i++, f->got++)
+            if (buf[i] != (char)(f->got * 7 + f->got / 4096)) f->exact = false;
+    }
+    assert_int_equal(n, 0);
+    return NULL;
+}
+
+static void unread_bytes_stay_in_the_kernel_and_arrive_exact(void **state)
+{
+    struct flood f = {.p = pair_open(), .len = 64 << 20};
+    int small = 64 << 10;
+    setsockopt(f.p.a, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    setsockopt(f.p.b, SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+    ivy_spawn_n(flood_reader, &f);
+    ivy_spawn_n(flood_sender, &f);
+    assert_int_equal(ivy_run(), 0);
+    assert_int_equal(f.got, f.len);
+    assert_true(f.exact);
+    /* The sender stalled after the socket buffers and at most 8 queued 16 KiB chunks. */
+    assert_true(f.sent_early > 0);
+    assert_true(f.sent_early < 2u << 20);
+    ivy_close(f.p.a);
+    close(f.p.b);
+}
+
+/* ---- the ring running dry ------------------------------------------------------------------- */
+
+enum { MANY = 160, EACH = 256 << 10 };
+
+/* One connection: a sender green thread on c, our side (read later) on a. */
+struct one {
+    int a, c, i;
+    size_t got;
+    bool exact;
+};
+
+static char pattern(size_t k, int i)
+{
+    return (char)(k * 3 + (size_t)i);
+}
+
+static void *many_sender(void *arg)
+{
+    struct one *o = arg;
+    char *buf = malloc(EACH);
+    for (size_t k = 0; k < EACH; k++)
+        buf[k] = pattern(k, o->i);
+    assert_int_equal(ivy_sendall(o->c, "s", 1), 1);
+    assert_int_equal(ivy_sendall(o->c, buf, EACH), EACH);
+    free(buf);
+    ivy_close(o->c);
+    return NULL;
+}
+
+static void *many_reader(void *arg)
+{
+    struct one *o = arg;
+    char buf[4096];
+    ssize_t n;
+    while ((n = ivy_recv(o->a, buf, sizeof buf)) > 0)
+        for (ssize_t k = 0; k < n; k++, o->got++)
+            if (buf[k] != pattern(o->got, o->i)) o->exact = false;
+    return NULL;
+}
+
+static void *many_main(void *arg)
+{
+    struct one *v = arg;
+    int lfd = ivy_listen("127.0.0.1", 0, MANY, 0);
+    for (int i = 0; i < MANY; i++) {
+        v[i] = (struct one){.c = ivy_connect("127.0.0.1", ivy_local_port(lfd), 5), .i = i};
+        v[i].a = ivy_accept(lfd, NULL);
+        v[i].exact = true;
+        assert_true(v[i].a >= 0 && v[i].c >= 0);
+        ivy_spawn_n(many_sender, &v[i]);
+    }
+    ivy_close(lfd);
+    /* Every socket armed, none read: between them they want more buffers than the ring has. */
+    char c;
+    for (int i = 0; i < MANY; i++)
+        assert_int_equal(ivy_recv(v[i].a, &c, 1), 1);
+    ivy_sleep(0.2);
+    for (int i = 0; i < MANY; i++)
+        ivy_spawn_n(many_reader, &v[i]);
+    return NULL;
+}
+
+static void a_dry_buffer_ring_delays_but_loses_nothing(void **state)
+{
+    struct one *v = calloc(MANY, sizeof *v);
+    struct ivy_hub_stats before, after;
+    ivy_hub_stats(&before);
+    run_green(many_main, v);
+    ivy_hub_stats(&after);
+    for (int i = 0; i < MANY; i++) {
+        assert_int_equal(v[i].got, EACH);
+        assert_true(v[i].exact);
+        ivy_close(v[i].a);
+    }
+    assert_true(after.recv_ring_empty > before.recv_ring_empty);
+    free(v);
+}
+
+/* ---- the hub goes with sockets still armed -------------------------------------------------- */
+
+static void *own_hub(void *arg)
+{
+    struct pair p = pair_open();
+    assert_int_equal(send(p.b, "yz", 2, 0), 2);
+    run_green(recv_one, &p);
+    /* One byte still queued, the receive armed: the hub's end frees both (LSan checks). */
+    assert_int_equal(ivy_hub_free(), 0);
+    close(p.a);
+    char c;
+    assert_int_equal(recv(p.b, &c, 1, 0), 0);
+    close(p.b);
+    return NULL;
+}
+
+static void hub_free_releases_armed_sockets(void **state)
+{
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, own_hub, NULL), 0);
+    assert_int_equal(pthread_join(th, NULL), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(bytes_received_meanwhile_come_out_in_order),
+        cmocka_unit_test(bytes_after_a_timed_out_receive_are_not_lost),
+        cmocka_unit_test(close_ends_the_connection_despite_the_armed_receive),
+        cmocka_unit_test(close_outside_the_loop_ends_the_connection_too),
+        cmocka_unit_test(close_by_another_thread_wakes_the_receiver),
+        cmocka_unit_test(unread_bytes_stay_in_the_kernel_and_arrive_exact),
+        cmocka_unit_test(a_dry_buffer_ring_delays_but_loses_nothing),
+        cmocka_unit_test(hub_free_releases_armed_sockets),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
