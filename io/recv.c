@@ -186,13 +186,13 @@ static void wake_all(struct rsock *s, int value)
     }
 }
 
-/* A receive ended without bytes: res is why. */
-static void ended(struct ivy_hub *h, struct rsock *s, int res)
+/* A receive (the multishot one when multi) ended without bytes: res is why. */
+static void ended(struct ivy_hub *h, struct rsock *s, int res, bool multi)
 {
     if (res == -ENOBUFS) {
         s->nobufs = true;
         h->stats.recv_ring_empty++;
-    } else if (res == -EINVAL && !pbufs.no_multishot && !s->once_armed) {
+    } else if (res == -EINVAL && multi && !pbufs.no_multishot) {
         pbufs.no_multishot = true; /* a kernel without multishot receive (< 6.0) */
     } else if (res != -ECANCELED) {
         s->end = res; /* end of stream or the socket's error, due after the queued bytes */
@@ -235,9 +235,8 @@ static void multi_complete(struct ivy_completion *c, int res, uint32_t flags)
             s->stopping = true;
             cancel(h, &s->multi);
         }
-        if (!more && s->waiters.head && !s->has_end && !s->qlen) arm(h, s);
     } else if (!more) {
-        ended(h, s, res);
+        ended(h, s, res, true);
     }
 }
 
@@ -256,7 +255,7 @@ static void once_complete(struct ivy_completion *c, int res, uint32_t flags)
         s->once_buf = NULL;
         got(s, p, res, -1);
     } else {
-        ended(h, s, res);
+        ended(h, s, res, false);
     }
 }
 
