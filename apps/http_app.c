@@ -8,12 +8,25 @@
  * so answering it is a memcpy. Nothing is allocated per request: input and output buffers come
  * from per-worker free lists.
  *
- * Buffers and quiet connections: a connection that had a request within HOT_SECONDS keeps its
- * buffers and receives straight into its input buffer (one plain receive and one timer per
- * batch). Once that wait times out it gives both back and goes cold: it then waits through an
- * ivy_reader, whose receive takes a ring buffer only when bytes arrive, so a quiet keep-alive
- * connection holds no buffer (about 5 KiB of RSS each, its stack and reader). The reader costs
- * an allocation and two copies per receive, which is why busy connections skip it.
+ * Buffers and quiet connections (the buffers are apps/http_conn.c's): a connection that had a
+ * request within HOT_SECONDS keeps its buffers and receives straight into its input buffer (one
+ * plain receive and one timer per batch). Once that wait times out it gives both back and goes
+ * cold: it then waits through an ivy_reader, which holds no buffer of ours while nothing
+ * arrives, at the cost of an allocation and two copies per receive.
+ *
+ * Timeouts (the options; seconds, 0 for never). Each wait runs under at most one ivy_timeout
+ * scope, the one the hot wait always had, so a request whose bytes arrive together adds no timer.
+ * - Keep-alive: a connection waiting for a request with nothing of it received (a new one, or
+ *   one whose requests are all answered) is closed, without a response, once keepalive_timeout
+ *   has passed since the wait began. At most HOT_SECONDS, that is the hot wait's own timeout;
+ *   longer, the cold wait after the hot one takes the rest.
+ * - Request: once part of a request is in, its head must be complete within request_timeout of
+ *   the first wait for the rest of it, however its bytes trickle in: that clock does not restart
+ *   per receive, so a head dripped a byte at a time (slowloris) gains nothing (nginx's
+ *   client_header_timeout). A body's clock restarts with each receive: request_timeout without
+ *   a byte ends it (nginx's client_body_timeout). Either is answered 408 Request Timeout with
+ *   Connection: close, then the lingering close. Only waits for the client's bytes count:
+ *   computing a response (/sleep) and sending it do not.
  *
  * Connection state: `in[off, len)` are received bytes not yet consumed. A request whose body
  * is still arriving is remembered as scalars (route, keep-alive), not as parser slices, because
@@ -24,12 +37,9 @@
  * wakes idle connections (their receive fails with -ESHUTDOWN: we close) and the response to
  * a request read while draining carries Connection: close.
  */
-#include "http_app.h"
-#include "http_parse.h"
+#include "http_conn.h"
 
-#include "ivy/cluster.h"
 #include "ivy/hub.h"
-#include "ivy/socket.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -38,92 +48,33 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
 enum {
-    IN_SIZE = 16384,  /* pooled input buffer: a receive, or a head up to IVY_HTTP_MAX_HEAD */
-    OUT_SIZE = 16384, /* pooled output buffer: a batch of responses, flushed early when full */
-    POOL_KEEP = 256,  /* buffers of each kind kept for reuse per worker */
     SLEEP_MAX_MS = 60000,
     SPIN_MAX_MS = 600000,
-    LINGER_BYTES = 1 << 20, /* read and dropped after our last response, before close */
 };
-#define LINGER_SECONDS 1.0
-#define HOT_SECONDS    1.0 /* a connection quiet for longer gives its buffers back */
+#define HOT_SECONDS 1.0 /* a connection quiet for longer gives its buffers back */
 
-enum route { R_HELLO, R_ECHO, R_SLEEP, R_STATS, R_SPIN, R_NOT_FOUND, R_NOT_ALLOWED };
-
-/* A request whose head is parsed and whose body is still arriving at in[off...). */
-struct pending {
-    bool active, chunked, keep_alive, head_only, expect, continued;
-    enum route route;
-    int version_minor;
-    uint64_t ms;    /* /sleep or /spin argument */
-    uint64_t need;  /* Content-Length */
-    size_t decoded; /* chunked: body bytes decoded so far, at in[off, off + decoded) */
-};
-
-struct conn {
-    struct ivy_conn reg;
-    int fd;
-    bool test_routes;
-    bool draining;  /* the worker's, read once per batch: it can change only while we wait */
-    ivy_reader *rd; /* for cold waits; created on the first */
-    bool rd_more;   /* the reader may hold bytes not yet taken */
-    char *in;
-    size_t cap, off, len;
-    char *out;
-    size_t out_len, out_cap;
-    unsigned nreq; /* answered since the last ivy_worker_count */
-    uint64_t bytes_in, bytes_out;
-    struct pending p;           /* rewritten per request: small, so that costs a few stores */
-    struct ivy_http_chunked ch; /* set up only for a chunked body */
-};
-
-/* Per worker (per OS thread): buffer pools, the prebuilt hello response, counters. */
-struct pool {
-    char *v[POOL_KEEP];
-    unsigned n;
-};
-
+/* Per worker (per OS thread): the prebuilt hello response, counters. */
 static __thread struct {
-    struct pool in, out;
-    char landing[IN_SIZE - 1]; /* below the reader's buffer size, so it always buffers */
-    char dropped[4096];        /* what lingering connections read, shared: nobody looks at it */
-    size_t page;
     char worker_hdr[64]; /* "X-Ivy-Worker: 0/1234\r\n" */
     size_t worker_hdr_len;
     time_t hello_time;
     size_t hello_len;
     char hello[256];
     uint64_t requests, conns_open, conns_total, bytes_in, bytes_out, errors;
-    uint64_t buffers_held; /* input and output buffers held by connections */
+    double fresh_wait; /* a new connection's (cold) wait: the keep-alive timeout, 0: none */
+    double hot_wait;   /* an idle hot wait: HOT_SECONDS, or the keep-alive timeout if shorter */
+    double cold_wait;  /* the cold wait after a hot one: 0 none, < 0: the hot one's end closes */
+    double request;    /* the request timeout, 0: none */
     /* The parsed head: every field we need is copied out before the thread can switch, so
      * one per worker serves all connections, and 3 KiB less stack is touched per connection. */
     struct ivy_http_request req;
 } app = {.hello_time = -1};
 
 static const char hello_body[] = "Hello, World!";
-
-static char *pool_get(struct pool *p, size_t size)
-{
-    char *b = p->n ? p->v[--p->n] : malloc(size);
-    app.buffers_held += b != NULL;
-    return b;
-}
-
-/* size: the buffer's, which goes back to the pool only when it is the pool's size. */
-static void pool_put(struct pool *p, char *b, size_t size, size_t pool_size)
-{
-    if (!b) return;
-    app.buffers_held--;
-    if (size == pool_size && p->n < POOL_KEEP)
-        p->v[p->n++] = b;
-    else
-        free(b);
-}
 
 /* ---- responses ------------------------------------------------------------------------- */
 
@@ -151,7 +102,7 @@ static void refresh_hello(time_t now)
 }
 
 /* Sends what out holds; the batch's counters are reported with it. */
-static int flush(struct conn *c)
+static int flush(struct http_conn *c)
 {
     int rc = 0;
     if (c->out_len) {
@@ -172,27 +123,27 @@ static int flush(struct conn *c)
 }
 
 /* Room for n more bytes in out, flushing first when needed; NULL on a send error. */
-static char *out_room_slow(struct conn *c, size_t n)
+static char *out_room_slow(struct http_conn *c, size_t n)
 {
     if (!c->out) {
-        c->out = pool_get(&app.out, OUT_SIZE);
+        c->out = ivy__http_out_get();
         if (!c->out) return NULL;
-        c->out_cap = OUT_SIZE;
+        c->out_cap = IVY_HTTP_OUT_SIZE;
     }
     if (c->out_cap - c->out_len < n && flush(c) < 0) return NULL;
     if (n > c->out_cap) return NULL;
     return c->out + c->out_len;
 }
 
-static inline char *out_room(struct conn *c, size_t n)
+static inline char *out_room(struct http_conn *c, size_t n)
 {
     if (__builtin_expect(c->out && c->out_cap - c->out_len >= n, 1)) return c->out + c->out_len;
     return out_room_slow(c, n);
 }
 
 /* Appends a complete response; a body larger than out goes straight from the caller's bytes. */
-static int respond(struct conn *c, int status, const char *ctype, const char *body, size_t blen,
-                   bool head_only, bool ka, int minor, time_t now)
+static int respond(struct http_conn *c, int status, const char *ctype, const char *body,
+                   size_t blen, bool head_only, bool ka, int minor, time_t now)
 {
     char *o = out_room(c, 512);
     if (!o) return -ENOMEM;
@@ -212,7 +163,7 @@ static int respond(struct conn *c, int status, const char *ctype, const char *bo
     return s < 0 ? (int)s : 0;
 }
 
-static int respond_error(struct conn *c, int status, bool head_only, bool ka, time_t now)
+static int respond_error(struct http_conn *c, int status, bool head_only, bool ka, time_t now)
 {
     char body[64];
     int n = snprintf(body, sizeof body, "%d %s\n", status, ivy_http_reason(status));
@@ -220,7 +171,7 @@ static int respond_error(struct conn *c, int status, bool head_only, bool ka, ti
     return respond(c, status, "text/plain", body, (size_t)n, head_only, ka, 1, now);
 }
 
-static int respond_stats(struct conn *c, bool ka, int minor, bool head_only, time_t now)
+static int respond_stats(struct http_conn *c, bool ka, int minor, bool head_only, time_t now)
 {
     struct ivy_hub_stats hs;
     ivy_hub_stats(&hs);
@@ -235,7 +186,7 @@ static int respond_stats(struct conn *c, bool ka, int minor, bool head_only, tim
                  (int)getpid(), ivy_worker_index(), (unsigned long long)app.requests,
                  (unsigned long long)app.conns_open, (unsigned long long)app.conns_total,
                  (unsigned long long)app.bytes_in, (unsigned long long)app.bytes_out,
-                 (unsigned long long)app.errors, (unsigned long long)app.buffers_held,
+                 (unsigned long long)app.errors, (unsigned long long)ivy__http_buffers_held(),
                  (unsigned long long)hs.threads_alive, (unsigned long long)hs.iterations,
                  (unsigned long long)hs.max_loop_lag_ns, ivy_worker_draining() ? "true" : "false");
     return respond(c, 200, "application/json", body, (size_t)n, head_only, ka, minor, now);
@@ -259,7 +210,7 @@ static uint64_t query_ms(const struct ivy_http_slice *q, uint64_t cap)
     return v;
 }
 
-static enum route route_of(const struct conn *c, const struct ivy_http_request *r)
+static enum http_route route_of(const struct http_conn *c, const struct ivy_http_request *r)
 {
     bool get = r->method_id == IVY_HTTP_GET || r->method_id == IVY_HTTP_HEAD;
     if (PATH_IS(&r->path, "/")) return get ? R_HELLO : R_NOT_ALLOWED;
@@ -273,8 +224,8 @@ static enum route route_of(const struct conn *c, const struct ivy_http_request *
 }
 
 /* Answers one complete request. ms: the /sleep or /spin argument. */
-static int answer(struct conn *c, enum route rt, bool head_only, bool ka, int minor, uint64_t ms,
-                  const char *body, size_t blen, time_t *now)
+static int answer(struct http_conn *c, enum http_route rt, bool head_only, bool ka, int minor,
+                  uint64_t ms, const char *body, size_t blen, time_t *now)
 {
     char msg[64];
     int n;
@@ -322,9 +273,9 @@ static int answer(struct conn *c, enum route rt, bool head_only, bool ka, int mi
 
 /* The body of the pending request, once all of it is in: 1 (body set, off past it), 0 when
  * more bytes are needed, or a parser error. */
-static int take_body(struct conn *c, const char **body, size_t *blen)
+static int take_body(struct http_conn *c, const char **body, size_t *blen)
 {
-    struct pending *p = &c->p;
+    struct http_pending *p = &c->p;
     if (!p->chunked) {
         if (c->len - c->off < p->need) return 0;
         *body = c->in + c->off;
@@ -347,21 +298,27 @@ static int take_body(struct conn *c, const char **body, size_t *blen)
     return 1;
 }
 
-/* A parser or decoder error: its status, then (return 1) the connection closes. */
-static int reject(struct conn *c, int err, time_t now)
+/* An error status with Connection: close, then (return 1) the connection closes. */
+static int last_word(struct http_conn *c, int status, time_t now)
 {
     c->nreq++;
-    return respond_error(c, ivy_http_error_status(err), false, false, now) < 0 ? -EPIPE : 1;
+    return respond_error(c, status, false, false, now) < 0 ? -EPIPE : 1;
+}
+
+/* A parser or decoder error. */
+static int reject(struct http_conn *c, int err, time_t now)
+{
+    return last_word(c, ivy_http_error_status(err), now);
 }
 
 /*
  * Parses and answers every complete request in in[off, len), into out. Returns 0 to read on,
  * 1 once a final response is queued (flush, then close), or a negative error (close at once).
  */
-static int process(struct conn *c, time_t *now)
+static int process(struct http_conn *c, time_t *now)
 {
     for (;;) {
-        struct pending *p = &c->p;
+        struct http_pending *p = &c->p;
         if (!p->active) {
             if (c->off == c->len) return 0;
             struct ivy_http_request *r = &app.req;
@@ -369,7 +326,8 @@ static int process(struct conn *c, time_t *now)
             if (rc == 0) return 0;
             if (rc < 0) return reject(c, rc, *now);
             c->off += (size_t)rc;
-            *p = (struct pending){
+            c->head_since = 0; /* the next head's request timeout starts afresh */
+            *p = (struct http_pending){
                 .keep_alive = r->keep_alive,
                 .head_only = r->method_id == IVY_HTTP_HEAD,
                 .expect = r->expect_continue,
@@ -411,45 +369,26 @@ static int process(struct conn *c, time_t *now)
     }
 }
 
-/* Drops the whole pages of b[0, size) (their contents do not matter: the buffer is free). */
-static void shed(char *b, size_t size)
+/* How long to wait for more of an unfinished request: seconds, 0 for no limit, or < 0 when
+ * its head's time is already up. */
+static double request_wait(struct http_conn *c)
 {
-    uintptr_t pg = (uintptr_t)app.page, lo = ((uintptr_t)b + pg - 1) & ~(pg - 1);
-    uintptr_t hi = ((uintptr_t)b + size) & ~(pg - 1);
-    if (b && hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
-}
-
-static void release_in(struct conn *c)
-{
-    pool_put(&app.in, c->in, c->cap, IN_SIZE);
-    c->in = NULL;
-    c->cap = c->off = c->len = 0;
-}
-
-/* Cold: a connection idle with nothing buffered waits through its reader, whose receive takes a
- * ring buffer only once bytes arrive (handing them over in the worker's landing buffer), so it
- * holds no buffer of ours; only then do we take an input buffer. */
-static ssize_t fill_cold(struct conn *c)
-{
-    if (!c->rd && !(c->rd = ivy_reader_new(c->fd, 1))) return -ENOMEM;
-    ssize_t n = ivy_reader_read(c->rd, app.landing, sizeof app.landing);
-    if (n <= 0) return n;
-    c->rd_more = (size_t)n == sizeof app.landing; /* the reader may hold more: drain it first */
-    if (!(c->in = pool_get(&app.in, IN_SIZE))) return -ENOMEM;
-    c->cap = IN_SIZE;
-    memcpy(c->in, app.landing, (size_t)n);
-    return n;
+    if (app.request == 0 || c->p.active) return app.request; /* a body: restarts per receive */
+    uint64_t now = ivy_now_ns();
+    if (!c->head_since) c->head_since = now; /* process() clears it as each head parses */
+    double left = app.request - (double)(now - c->head_since) / 1e9;
+    return left > 0 ? left : -1;
 }
 
 /*
- * Receives more bytes after in[len), making room first. A hot connection (one that had a
- * request within HOT_SECONDS) receives straight into its input buffer; when that wait times out
- * with nothing received, it gives its buffers back and goes cold. Hot, a request costs a plain
- * receive and a timer; cold, it would cost the reader's allocation and two copies.
+ * Receives more bytes after in[len), making room first: a count, 0 at end of stream, or a
+ * negative error; -ETIMEDOUT when the keep-alive timeout (idle) or the request timeout (a
+ * request begun) expired. Hot, a request costs a plain receive and a timer; cold, it would
+ * cost the reader's allocation and two copies.
  */
-static ssize_t fill(struct conn *c)
+static ssize_t fill(struct http_conn *c)
 {
-    if (!c->in) return fill_cold(c);
+    if (!c->in) return ivy__http_fill_cold(c, app.fresh_wait);
     bool idle = c->off == c->len && !c->p.active;
     if (c->off && c->off == c->len) {
         c->off = c->len = 0;
@@ -459,56 +398,31 @@ static ssize_t fill(struct conn *c)
         c->len -= c->off;
         c->off = 0;
     }
-    if (c->len == c->cap) {
-        size_t cap = c->cap * 2;
-        char *b = c->cap == IN_SIZE ? malloc(cap) : realloc(c->in, cap);
-        if (!b) return -ENOMEM;
-        if (c->cap == IN_SIZE) { /* a pooled buffer stays the pool's size */
-            memcpy(b, c->in, c->len);
-            pool_put(&app.in, c->in, IN_SIZE, IN_SIZE);
-            app.buffers_held++;
-        }
-        c->in = b;
-        c->cap = cap;
-    }
+    if (c->len == c->cap && ivy__http_grow_in(c) < 0) return -ENOMEM;
     size_t room = c->cap - c->len;
+    ssize_t n;
     if (c->rd_more) {
         /* A read that returns less than asked has emptied the reader. */
-        ssize_t n = ivy_reader_read(c->rd, c->in + c->len, room);
+        n = ivy_reader_read(c->rd, c->in + c->len, room);
         c->rd_more = n > 0 && (size_t)n == room;
         return n;
     }
-    if (!idle) return ivy_recv(c->fd, c->in + c->len, room);
+    double wait = app.hot_wait;
+    if (!idle) {
+        wait = request_wait(c);
+        if (wait == 0) return ivy_recv(c->fd, c->in + c->len, room);
+        if (wait < 0) return -ETIMEDOUT;
+    }
     struct ivy_timeout to;
-    ssize_t n = ivy_timeout_begin(&to, HOT_SECONDS);
-    if (n < 0) return n;
+    if ((n = ivy_timeout_begin(&to, wait)) < 0) return n;
     n = ivy_recv(c->fd, c->in + c->len, room);
     ivy_timeout_end(&to);
-    if (n != -ETIMEDOUT) return n;
-    /* Going cold: the pages these buffers touched go back to the kernel now. Freed, they would
-     * stay resident in the allocator, which gives memory back only as it allocates more. */
-    shed(c->in, c->cap);
-    shed(c->out, c->out ? OUT_SIZE : 0);
-    release_in(c);
-    pool_put(&app.out, c->out, OUT_SIZE, OUT_SIZE);
-    c->out = NULL;
-    return fill_cold(c);
+    if (n != -ETIMEDOUT || !idle || app.cold_wait < 0) return n;
+    ivy__http_go_cold(c);
+    return ivy__http_fill_cold(c, app.cold_wait);
 }
 
-/* After our last response: stop sending, and read what the peer still sends until it closes,
- * so that closing does not reset the connection before it has read the response. */
-static void linger(struct conn *c)
-{
-    size_t dropped = 0;
-    struct ivy_timeout to;
-    if (ivy_shutdown(c->fd, SHUT_WR) < 0 || ivy_timeout_begin(&to, LINGER_SECONDS) < 0) return;
-    ssize_t n;
-    while (dropped < LINGER_BYTES && (n = ivy_recv(c->fd, app.dropped, sizeof app.dropped)) > 0)
-        dropped += (size_t)n;
-    ivy_timeout_end(&to);
-}
-
-static void serve(struct conn *c)
+static void serve(struct http_conn *c)
 {
     for (;;) {
         /* Idle: waiting for a request with nothing half-read; a draining worker wakes us. */
@@ -516,15 +430,22 @@ static void serve(struct conn *c)
         ivy_conn_set_idle(&c->reg, idle);
         ssize_t n = fill(c);
         ivy_conn_set_idle(&c->reg, false);
-        if (n <= 0) return; /* the peer closed, an error, or -ESHUTDOWN: drained while idle */
-        c->len += (size_t)n;
-        c->bytes_in += (uint64_t)n;
-        time_t now = time(NULL);
-        c->draining = ivy_worker_draining();
-        int rc = process(c, &now);
+        int rc;
+        if (n > 0) {
+            c->len += (size_t)n;
+            c->bytes_in += (uint64_t)n;
+            time_t now = time(NULL);
+            c->draining = ivy_worker_draining();
+            rc = process(c, &now);
+        } else if (n == -ETIMEDOUT && !idle) {
+            rc = last_word(c, 408, time(NULL)); /* a request stalled past request_timeout */
+        } else {
+            return; /* the peer closed, an error, the keep-alive timeout, or -ESHUTDOWN: drained
+                       while idle */
+        }
         if (rc < 0 || flush(c) < 0) return;
         if (rc > 0) {
-            linger(c);
+            ivy__http_linger(c->fd);
             return;
         }
     }
@@ -532,7 +453,7 @@ static void serve(struct conn *c)
 
 static void *conn_main(void *arg)
 {
-    struct conn c;
+    struct http_conn c;
     memset(&c, 0, sizeof c);
     c.fd = (int)((intptr_t)arg >> 1);
     c.test_routes = (intptr_t)arg & 1;
@@ -543,9 +464,7 @@ static void *conn_main(void *arg)
     flush(&c);
     app.conns_open--;
     ivy_conn_close(&c.reg);
-    release_in(&c);
-    ivy_reader_free(c.rd);
-    pool_put(&app.out, c.out, OUT_SIZE, OUT_SIZE);
+    ivy__http_conn_release(&c);
     ivy_close(c.fd);
     return NULL;
 }
@@ -558,7 +477,12 @@ void ivy_http_app(int listen_fd, void *arg)
         (size_t)snprintf(app.worker_hdr, sizeof app.worker_hdr, "X-Ivy-Worker: %d/%d\r\n",
                          ivy_worker_index(), (int)getpid());
     app.hello_time = -1;
-    app.page = (size_t)sysconf(_SC_PAGESIZE);
+    double ka = o ? o->keepalive_timeout : 0;
+    app.request = o ? o->request_timeout : 0;
+    app.fresh_wait = ka;
+    app.hot_wait = ka > 0 && ka < HOT_SECONDS ? ka : HOT_SECONDS;
+    app.cold_wait = ka > 0 ? (ka > HOT_SECONDS ? ka - HOT_SECONDS : -1) : 0;
+    ivy__http_conn_setup();
     /* Accepted sockets inherit TCP_NODELAY: one system call here rather than one per accept;
      * without it a response that leaves in two sends would wait for a delayed ACK. */
     int one = 1;

@@ -35,6 +35,14 @@ static void serve_usage(FILE *out)
           "  --timeout S               kill a worker silent for S seconds (default 30, 0 off)\n"
           "  --graceful-timeout S      drain time on SIGTERM/SIGINT/SIGHUP (default 30)\n"
           "  --max-requests N          recycle a worker after N requests (default never)\n"
+          "  --keepalive-timeout S     http: close a connection waiting S seconds for a request\n"
+          "                            with nothing of it received, without a response\n"
+          "                            (default 75, 0 never)\n"
+          "  --request-timeout S       http: answer 408 and close when a started request stalls:\n"
+          "                            its head not complete S seconds after the first wait for\n"
+          "                            more of it (the clock does not restart), or its body with\n"
+          "                            no byte for S seconds (restarts with each receive)\n"
+          "                            (default 60, 0 never)\n"
           "  --stats-listen HOST:PORT  serve Prometheus metrics at /metrics\n"
           "  --quiet                   no start-up lines\n"
           "signals: TERM/INT drain and exit 0, QUIT stops at once, HUP replaces the workers\n"
@@ -78,9 +86,21 @@ static bool parse_seconds(const char *s, double *out)
     return true;
 }
 
+/* An http timeout option's seconds: 0 (never) up to IVY_HTTP_TIMEOUT_MAX. */
+static bool parse_http_timeout(const char *name, const char *s, double *out)
+{
+    if (parse_seconds(s, out) && *out <= IVY_HTTP_TIMEOUT_MAX) return true;
+    fprintf(stderr, "ivy serve: bad --%s '%s': seconds from 0 (never) to %.0f\n", name, s,
+            IVY_HTTP_TIMEOUT_MAX);
+    return false;
+}
+
 static int cmd_serve(int argc, char **argv, char **main_argv)
 {
-    static struct ivy_http_app_options http_opts;
+    static struct ivy_http_app_options http_opts = {
+        .keepalive_timeout = IVY_HTTP_KEEPALIVE_TIMEOUT,
+        .request_timeout = IVY_HTTP_REQUEST_TIMEOUT,
+    };
     struct ivy_cluster_options o = {.app_name = "http", .argv = main_argv};
     enum {
         O_APP = 256,
@@ -91,7 +111,9 @@ static int cmd_serve(int argc, char **argv, char **main_argv)
         O_MAXREQ,
         O_STATS,
         O_QUIET,
-        O_TEST
+        O_TEST,
+        O_KEEPALIVE,
+        O_REQUEST
     };
     static const struct option opts[] = {
         {"app", required_argument, 0, O_APP},
@@ -103,6 +125,8 @@ static int cmd_serve(int argc, char **argv, char **main_argv)
         {"stats-listen", required_argument, 0, O_STATS},
         {"quiet", no_argument, 0, O_QUIET},
         {"test-routes", no_argument, 0, O_TEST},
+        {"keepalive-timeout", required_argument, 0, O_KEEPALIVE},
+        {"request-timeout", required_argument, 0, O_REQUEST},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -158,6 +182,14 @@ static int cmd_serve(int argc, char **argv, char **main_argv)
             break;
         case O_TEST:
             http_opts.test_routes = true;
+            break;
+        case O_KEEPALIVE:
+            if (!parse_http_timeout("keepalive-timeout", optarg, &http_opts.keepalive_timeout))
+                return 2;
+            break;
+        case O_REQUEST:
+            if (!parse_http_timeout("request-timeout", optarg, &http_opts.request_timeout))
+                return 2;
             break;
         case 'h':
             serve_usage(stdout);

@@ -1,195 +1,14 @@
 /*
- * Tests for apps/http_app.c: the http app served in-process (ivy_listen on an ephemeral port,
- * ivy_http_app in a green thread) to clients that are green threads on the same hub, plus curl
- * in a child process. Each test ends the server with ivy_accept_stop, so ivy_run returns once
- * every connection has closed.
- *
- * Responses are compared byte for byte after normalise() replaces what varies between runs:
- * the Date value and the pid in X-Ivy-Worker.
+ * Tests for apps/http_app.c: routes, keep-alive and pipelining, request bodies, malformed
+ * requests, green sleep, and curl in a child process, against the in-process server of
+ * test_http_app.h. The timeouts are test_http_timeouts.c's.
  */
-#include <ivy/ivy.h>
+#include "test_http_app.h"
 
-#include <errno.h>
-#include <fcntl.h>
-#include <setjmp.h>
 #include <spawn.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
-#include <unistd.h>
-
-#include <cmocka.h>
-
-#include "http_app.h"
-#include "http_parse.h"
 
 extern char **environ;
-
-#define HELLO_HEAD(extra)                                                                          \
-    "HTTP/1.1 200 OK\r\nServer: ivy\r\nDate: <date>\r\nContent-Type: text/plain\r\n"               \
-    "Content-Length: 13\r\n" extra "X-Ivy-Worker: -1/<pid>\r\n\r\n"
-#define HELLO HELLO_HEAD("") "Hello, World!"
-
-/* ---- a client with its own buffer, so that pipelined responses can be read one by one ---- */
-
-struct client {
-    int fd;
-    size_t len;
-    char buf[1 << 21];
-};
-
-static struct client *client_new(int port)
-{
-    struct client *c = calloc(1, sizeof *c);
-    c->fd = ivy_connect("127.0.0.1", port, 5.0);
-    assert_true(c->fd >= 0);
-    return c;
-}
-
-static void client_free(struct client *c)
-{
-    ivy_close(c->fd);
-    free(c);
-}
-
-static void put(struct client *c, const char *s, size_t n)
-{
-    assert_int_equal(ivy_sendall(c->fd, s, n), (ssize_t)n);
-}
-#define PUT(c, lit) put((c), (lit), sizeof(lit) - 1)
-
-/* More bytes into the buffer; false at end of stream. */
-static bool more(struct client *c)
-{
-    assert_true(c->len < sizeof c->buf);
-    ssize_t n = ivy_recv(c->fd, c->buf + c->len, sizeof c->buf - c->len);
-    assert_true(n >= 0);
-    c->len += (size_t)n;
-    return n > 0;
-}
-
-/* Date value and worker pid replaced by placeholders, in place; returns the new length. */
-static size_t normalise(char *s, size_t n)
-{
-    char pid[32];
-    int pl = snprintf(pid, sizeof pid, "-1/%d\r\n", (int)getpid());
-    for (size_t i = 0; i + 6 < n; i++) {
-        if (!memcmp(s + i, "\r\nDate: ", 8) && i + 8 + 29 <= n) {
-            memmove(s + i + 14, s + i + 37, n - i - 37);
-            memcpy(s + i + 8, "<date>", 6);
-            n -= 23;
-        } else if (!memcmp(s + i, pid, (size_t)pl)) {
-            memmove(s + i + 10, s + i + pl, n - i - (size_t)pl);
-            memcpy(s + i, "-1/<pid>\r\n", 10);
-            n = n + 10 - (size_t)pl;
-        }
-    }
-    return n;
-}
-
-/* The next complete response (head and, unless it answers a HEAD, Content-Length body),
- * normalised, NUL-terminated, in a buffer the caller frees; NULL if the stream ends first. */
-static char *read_response(struct client *c, bool head_only)
-{
-    char *end;
-    while (!(end = memmem(c->buf, c->len, "\r\n\r\n", 4)))
-        if (!more(c)) return NULL;
-    size_t head = (size_t)(end - c->buf) + 4, body = 0;
-    char *cl = memmem(c->buf, head, "\r\nContent-Length: ", 18);
-    if (cl && !head_only) body = strtoul(cl + 18, NULL, 10);
-    while (c->len < head + body)
-        if (!more(c)) return NULL;
-    char *r = malloc(head + body + 1);
-    memcpy(r, c->buf, head + body);
-    memmove(c->buf, c->buf + head + body, c->len - head - body);
-    c->len -= head + body;
-    r[normalise(r, head + body)] = 0;
-    return r;
-}
-
-static char *response(struct client *c)
-{
-    return read_response(c, false);
-}
-
-static void expect_reply(struct client *c, const char *want, bool head_only)
-{
-    char *r = read_response(c, head_only);
-    assert_non_null(r);
-    assert_string_equal(r, want);
-    free(r);
-}
-
-static void expect_eof(struct client *c)
-{
-    while (more(c)) {
-    }
-    assert_int_equal(c->len, 0);
-}
-
-static void expect_response(struct client *c, const char *want)
-{
-    expect_reply(c, want, false);
-}
-
-/* One request on a fresh connection, its response compared whole. */
-static void exchange(int port, const char *req, const char *want)
-{
-    struct client *c = client_new(port);
-    put(c, req, strlen(req));
-    expect_reply(c, want, !strncmp(req, "HEAD ", 5));
-    client_free(c);
-}
-
-/* ---- the server, and a client body run against it ----------------------------------------- */
-
-struct run {
-    void (*fn)(int port);
-    int lfd, port;
-    struct ivy_http_app_options opts;
-    bool done;
-};
-
-static void *server_main(void *arg)
-{
-    struct run *r = arg;
-    ivy_http_app(r->lfd, &r->opts);
-    return NULL;
-}
-
-static void *client_main(void *arg)
-{
-    struct run *r = arg;
-    r->fn(r->port);
-    r->done = true;
-    ivy_accept_stop(r->lfd);
-    return NULL;
-}
-
-static void serve_while(void (*fn)(int port), bool test_routes)
-{
-    struct run r = {.fn = fn, .opts.test_routes = test_routes};
-    r.lfd = ivy_listen("127.0.0.1", 0, 128, 0);
-    assert_true(r.lfd >= 0);
-    r.port = ivy_local_port(r.lfd);
-    assert_non_null(ivy_spawn(server_main, &r));
-    ivy_detach(ivy_spawn(client_main, &r));
-    assert_int_equal(ivy_run(), 0);
-    assert_true(r.done);
-    ivy_close(r.lfd);
-}
-
-/* A test: fn run as a client of a fresh server. */
-#define SERVED(test, fn, test_routes)                                                              \
-    static void test(void **state)                                                                 \
-    {                                                                                              \
-        serve_while(fn, test_routes);                                                              \
-    }
 
 /* ---- routes ----------------------------------------------------------------------------- */
 
@@ -226,7 +45,7 @@ static void routes(int port)
              HELLO_HEAD("Connection: keep-alive\r\n") "Hello, World!");
 }
 
-SERVED(each_route_answers_exactly, routes, false)
+SERVED(each_route_answers_exactly, routes)
 
 static void spin(int port)
 {
@@ -235,7 +54,7 @@ static void spin(int port)
              "Content-Length: 10\r\nX-Ivy-Worker: -1/<pid>\r\n\r\nspun 5 ms\n");
 }
 
-SERVED(spin_route_only_with_test_routes, spin, true)
+SERVED(spin_route_only_with_test_routes, spin, .test_routes = true)
 
 static void stats(int port)
 {
@@ -254,7 +73,7 @@ static void stats(int port)
     client_free(c);
 }
 
-SERVED(stats_route_reports_this_worker, stats, false)
+SERVED(stats_route_reports_this_worker, stats)
 
 /* 50 keep-alive connections wait between requests. Hot (a request within the last second) each
  * holds its input and output buffers; then each gives them back. The one asking for /stats holds
@@ -284,7 +103,7 @@ static void idle(int port)
         client_free(c[i]);
 }
 
-SERVED(quiet_connections_give_their_buffers_back, idle, false)
+SERVED(quiet_connections_give_their_buffers_back, idle)
 
 /* ---- keep-alive and pipelining ------------------------------------------------------------ */
 
@@ -307,7 +126,7 @@ static void keep_alive(int port)
     client_free(c);
 }
 
-SERVED(keep_alive_serves_several_requests, keep_alive, false)
+SERVED(keep_alive_serves_several_requests, keep_alive)
 
 /* 16 requests (hello, echo of their index, 404) in one send, or trickled in 7-byte pieces. */
 static void pipeline(int port, size_t piece)
@@ -355,9 +174,9 @@ static void pipeline_trickled(int port)
     pipeline(port, 7);
 }
 
-SERVED(sixteen_pipelined_requests_answered_in_order, pipeline_whole, false)
+SERVED(sixteen_pipelined_requests_answered_in_order, pipeline_whole)
 
-SERVED(pipelined_requests_split_anywhere, pipeline_trickled, false)
+SERVED(pipelined_requests_split_anywhere, pipeline_trickled)
 
 /* 1000 requests in one write: 40 KiB in, 150 KiB out, more than one buffer of each. */
 static void deep(int port)
@@ -375,13 +194,9 @@ static void deep(int port)
     free(reqs);
 }
 
-SERVED(thousand_pipelined_requests_overflow_the_buffers, deep, false)
+SERVED(thousand_pipelined_requests_overflow_the_buffers, deep)
 
 /* ---- request bodies ------------------------------------------------------------------------ */
-
-#define ECHO_HEAD(len)                                                                             \
-    "HTTP/1.1 200 OK\r\nServer: ivy\r\nDate: <date>\r\nContent-Type: application/octet-stream\r\n" \
-    "Content-Length: " #len "\r\nX-Ivy-Worker: -1/<pid>\r\n\r\n"
 
 static void chunked(int port)
 {
@@ -396,7 +211,7 @@ static void chunked(int port)
     client_free(c);
 }
 
-SERVED(chunked_echo_decodes_across_reads, chunked, false)
+SERVED(chunked_echo_decodes_across_reads, chunked)
 
 static void expect_continue(int port)
 {
@@ -412,7 +227,7 @@ static void expect_continue(int port)
     client_free(c);
 }
 
-SERVED(expect_100_continue_before_the_body, expect_continue, false)
+SERVED(expect_100_continue_before_the_body, expect_continue)
 
 /* 1 MiB (the limit) comes back byte for byte, in one connection with a second request. */
 static void big_echo(int port)
@@ -436,7 +251,7 @@ static void big_echo(int port)
     free(req);
 }
 
-SERVED(one_mebibyte_echo_is_exact, big_echo, false)
+SERVED(one_mebibyte_echo_is_exact, big_echo)
 
 /* ---- malformed requests: the status (or a bare close), then the worker still serves ---------- */
 
@@ -522,7 +337,7 @@ static void malformed(int port)
     client_free(c);
 }
 
-SERVED(malformed_requests_get_their_status_and_a_close, malformed, false)
+SERVED(malformed_requests_get_their_status_and_a_close, malformed)
 
 /* A peer that resets mid-request hurts nobody else. */
 static void reset(int port)
@@ -535,7 +350,7 @@ static void reset(int port)
     exchange(port, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", HELLO);
 }
 
-SERVED(peer_reset_mid_request_leaves_the_server_serving, reset, false)
+SERVED(peer_reset_mid_request_leaves_the_server_serving, reset)
 
 /* ---- green sleep: one connection sleeps, another is answered meanwhile ------------------- */
 
@@ -562,7 +377,7 @@ static void sleep_concurrently(int port)
     assert_true(hello_at < slept_at);
 }
 
-SERVED(sleep_blocks_only_its_connection, sleep_concurrently, false)
+SERVED(sleep_blocks_only_its_connection, sleep_concurrently)
 
 /* ---- curl, a real client, in a child process ----------------------------------------------- */
 
@@ -607,7 +422,7 @@ static void curl(int port)
     assert_non_null(strstr(curl_out, ECHO_HEAD(12) "ivy via curl"));
 }
 
-SERVED(curl_gets_hello_stats_and_chunked_echo, curl, false)
+SERVED(curl_gets_hello_stats_and_chunked_echo, curl)
 
 int main(void)
 {

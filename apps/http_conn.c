@@ -1,0 +1,152 @@
+/*
+ * The http app's connection buffers (the connection loop, its receives and timeouts are
+ * http_app.c's): per-worker pools of input and output buffers, growing an input buffer, giving
+ * both back when a connection goes quiet, the cold wait that holds no buffer, the lingering close.
+ *
+ * A quiet connection waits through an ivy_reader, whose receive takes a ring buffer only when
+ * bytes arrive, so it holds no buffer of ours (about 5 KiB of RSS each, its stack and reader).
+ * The reader costs an allocation and two copies per receive, which is why busy connections
+ * receive straight into a pooled input buffer instead.
+ */
+#include "http_conn.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+enum {
+    POOL_KEEP = 256,        /* buffers of each kind kept for reuse per worker */
+    LINGER_BYTES = 1 << 20, /* read and dropped after our last response, before close */
+};
+#define LINGER_SECONDS 1.0
+
+struct pool {
+    char *v[POOL_KEEP];
+    unsigned n;
+};
+
+/* Per worker (per OS thread). */
+static __thread struct {
+    struct pool in, out;
+    char landing[IVY_HTTP_IN_SIZE - 1]; /* below the reader's buffer size: it always buffers */
+    char dropped[4096]; /* what lingering connections read, shared: nobody looks at it */
+    size_t page;
+    uint64_t buffers_held;
+} bufs;
+
+void ivy__http_conn_setup(void)
+{
+    bufs.page = (size_t)sysconf(_SC_PAGESIZE);
+}
+
+static char *pool_get(struct pool *p, size_t size)
+{
+    char *b = p->n ? p->v[--p->n] : malloc(size);
+    bufs.buffers_held += b != NULL;
+    return b;
+}
+
+/* size: the buffer's, which goes back to the pool only when it is the pool's size. */
+static void pool_put(struct pool *p, char *b, size_t size, size_t pool_size)
+{
+    if (!b) return;
+    bufs.buffers_held--;
+    if (size == pool_size && p->n < POOL_KEEP)
+        p->v[p->n++] = b;
+    else
+        free(b);
+}
+
+char *ivy__http_out_get(void)
+{
+    return pool_get(&bufs.out, IVY_HTTP_OUT_SIZE);
+}
+
+uint64_t ivy__http_buffers_held(void)
+{
+    return bufs.buffers_held;
+}
+
+/* Drops the whole pages of b[0, size) (their contents do not matter: the buffer is free). */
+static void shed(char *b, size_t size)
+{
+    uintptr_t pg = (uintptr_t)bufs.page, lo = ((uintptr_t)b + pg - 1) & ~(pg - 1);
+    uintptr_t hi = ((uintptr_t)b + size) & ~(pg - 1);
+    if (b && hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
+}
+
+static void release_in(struct http_conn *c)
+{
+    pool_put(&bufs.in, c->in, c->cap, IVY_HTTP_IN_SIZE);
+    c->in = NULL;
+    c->cap = c->off = c->len = 0;
+}
+
+static void release_out(struct http_conn *c)
+{
+    pool_put(&bufs.out, c->out, IVY_HTTP_OUT_SIZE, IVY_HTTP_OUT_SIZE);
+    c->out = NULL;
+}
+
+void ivy__http_conn_release(struct http_conn *c)
+{
+    release_in(c);
+    release_out(c);
+    ivy_reader_free(c->rd);
+    c->rd = NULL;
+}
+
+ssize_t ivy__http_fill_cold(struct http_conn *c, double seconds)
+{
+    if (!c->rd && !(c->rd = ivy_reader_new(c->fd, 1))) return -ENOMEM;
+    struct ivy_timeout to;
+    ssize_t n = seconds > 0 ? ivy_timeout_begin(&to, seconds) : 0;
+    if (n < 0) return n;
+    n = ivy_reader_read(c->rd, bufs.landing, sizeof bufs.landing);
+    if (seconds > 0) ivy_timeout_end(&to);
+    if (n <= 0) return n;
+    c->rd_more = (size_t)n == sizeof bufs.landing; /* the reader may hold more: drain it first */
+    if (!(c->in = pool_get(&bufs.in, IVY_HTTP_IN_SIZE))) return -ENOMEM;
+    c->cap = IVY_HTTP_IN_SIZE;
+    memcpy(c->in, bufs.landing, (size_t)n);
+    return n;
+}
+
+int ivy__http_grow_in(struct http_conn *c)
+{
+    size_t cap = c->cap * 2;
+    char *b = c->cap == IVY_HTTP_IN_SIZE ? malloc(cap) : realloc(c->in, cap);
+    if (!b) return -ENOMEM;
+    if (c->cap == IVY_HTTP_IN_SIZE) { /* a pooled buffer stays the pool's size */
+        memcpy(b, c->in, c->len);
+        pool_put(&bufs.in, c->in, IVY_HTTP_IN_SIZE, IVY_HTTP_IN_SIZE);
+        bufs.buffers_held++;
+    }
+    c->in = b;
+    c->cap = cap;
+    return 0;
+}
+
+void ivy__http_go_cold(struct http_conn *c)
+{
+    /* The pages these buffers touched go back to the kernel now. Freed, they would stay
+     * resident in the allocator, which gives memory back only as it allocates more. */
+    shed(c->in, c->cap);
+    shed(c->out, c->out ? IVY_HTTP_OUT_SIZE : 0);
+    release_in(c);
+    release_out(c);
+}
+
+void ivy__http_linger(int fd)
+{
+    size_t dropped = 0;
+    struct ivy_timeout to;
+    if (ivy_shutdown(fd, SHUT_WR) < 0 || ivy_timeout_begin(&to, LINGER_SECONDS) < 0) return;
+    ssize_t n;
+    while (dropped < LINGER_BYTES && (n = ivy_recv(fd, bufs.dropped, sizeof bufs.dropped)) > 0)
+        dropped += (size_t)n;
+    ivy_timeout_end(&to);
+}

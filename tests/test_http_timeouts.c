@@ -1,0 +1,332 @@
+/*
+ * Tests for the http app's timeouts (apps/http_app.c): keep-alive (a connection waiting for a
+ * request, nothing of it received, is closed without a response) and request (a head not
+ * complete within the timeout of its first wait, or a body with no byte for that long, gets
+ * 408 and a close). Small values (0.3 s) against the in-process server of test_http_app.h;
+ * then `ivy serve`'s options: their validation, and that they reach the workers.
+ *
+ * Times are asserted as windows: never before the timeout (less a little for the time the
+ * response takes to reach the client), and well within a generous bound after it.
+ */
+#include "test_http_app.h"
+
+#include "util.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+
+#define T 0.3 /* the timeout under test */
+
+#define TIMEOUT_408                                                                                \
+    "HTTP/1.1 408 Request Timeout\r\nServer: ivy\r\nDate: <date>\r\nContent-Type: text/plain\r\n"  \
+    "Content-Length: 20\r\nConnection: close\r\nX-Ivy-Worker: -1/<pid>\r\n\r\n"                    \
+    "408 Request Timeout\n"
+
+static double since(uint64_t t0)
+{
+    return (double)(ivy_now_ns() - t0) / 1e9;
+}
+
+/* The connection ends with no further byte, between lo and hi seconds after t0. */
+static void expect_eof_between(struct client *c, uint64_t t0, double lo, double hi)
+{
+    expect_eof(c);
+    double t = since(t0);
+    print_message("  closed after %.3f s\n", t);
+    assert_true(t >= lo);
+    assert_true(t <= hi);
+}
+
+static void hello(struct client *c)
+{
+    PUT(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    expect_response(c, HELLO);
+}
+
+/* ---- keep-alive ------------------------------------------------------------------------- */
+
+static void idle_close(int port)
+{
+    struct client *c = client_new(port);
+    hello(c);
+    expect_eof_between(c, ivy_now_ns(), T - 0.05, 1.5);
+    client_free(c);
+    /* A new connection that never sends is waiting for a request too. */
+    uint64_t t0 = ivy_now_ns();
+    c = client_new(port);
+    expect_eof_between(c, t0, T - 0.05, 1.5);
+    client_free(c);
+}
+
+SERVED(idle_keepalive_connection_closes_after_the_timeout_not_before, idle_close,
+       .keepalive_timeout = T)
+
+/* Longer than the hot wait (1 s): the connection still gives its buffers back after that, and
+ * the cold wait that follows closes it on time. */
+static void idle_close_cold(int port)
+{
+    struct client *c = client_new(port);
+    hello(c);
+    uint64_t t0 = ivy_now_ns();
+    ivy_sleep(1.15);
+    struct client *s = client_new(port);
+    PUT(s, "GET /stats HTTP/1.1\r\nHost: a\r\n\r\n");
+    char *r = response(s);
+    assert_non_null(strstr(r, "\"conns_open\":2,"));
+    assert_non_null(strstr(r, "\"buffers_held\":1,")); /* the one /stats is answered from */
+    free(r);
+    client_free(s);
+    expect_eof_between(c, t0, 1.35, 3.0);
+    client_free(c);
+    t0 = ivy_now_ns();
+    c = client_new(port);
+    expect_eof_between(c, t0, 1.35, 3.0);
+    client_free(c);
+}
+
+SERVED(keepalive_longer_than_the_hot_wait_closes_from_the_cold_one, idle_close_cold,
+       .keepalive_timeout = 1.4)
+
+/* 12 requests 0.1 s apart: 1.2 s on one connection, each wait shorter than the timeout. */
+static void busy(int port)
+{
+    struct client *c = client_new(port);
+    uint64_t t0 = ivy_now_ns();
+    for (int i = 0; i < 12; i++) {
+        hello(c);
+        ivy_sleep(0.1);
+    }
+    assert_true(since(t0) > 1.0);
+    hello(c);
+    expect_eof_between(c, ivy_now_ns(), T - 0.05, 1.5);
+    client_free(c);
+}
+
+SERVED(requests_every_100ms_keep_the_connection_open, busy, .keepalive_timeout = T)
+
+/* Part of a request is in: the keep-alive timeout is over, and no request timeout is set. */
+static void started(int port)
+{
+    struct client *c = client_new(port);
+    PUT(c, "GET / HTTP/1.1\r\nHo");
+    ivy_sleep(2 * T);
+    PUT(c, "st: a\r\n\r\n");
+    expect_response(c, HELLO);
+    client_free(c);
+}
+
+SERVED(keepalive_timeout_spares_a_started_request, started, .keepalive_timeout = T)
+
+/* ---- request ---------------------------------------------------------------------------- */
+
+static void stalled_head(int port)
+{
+    struct client *c = client_new(port);
+    hello(c);
+    PUT(c, "GET / HTTP/1.1\r\nHo");
+    uint64_t t0 = ivy_now_ns();
+    expect_response(c, TIMEOUT_408);
+    assert_true(since(t0) >= T - 0.05);
+    expect_eof_between(c, t0, T - 0.05, 1.5);
+    client_free(c);
+}
+
+SERVED(stalled_head_gets_408_then_eof, stalled_head, .request_timeout = T, .keepalive_timeout = 5)
+
+static void stalled_body(int port)
+{
+    struct client *c = client_new(port);
+    PUT(c, "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc");
+    uint64_t t0 = ivy_now_ns();
+    expect_response(c, TIMEOUT_408);
+    expect_eof_between(c, t0, T - 0.05, 1.5);
+    client_free(c);
+}
+
+SERVED(stalled_body_gets_408_then_eof, stalled_body, .request_timeout = T, .keepalive_timeout = 5)
+
+/* A head dripped a byte every 50 ms makes progress, but its clock runs from its first wait. */
+static bool drip_done;
+
+static void *drip(void *arg)
+{
+    struct client *c = arg;
+    while (!drip_done && ivy_send(c->fd, "x", 1) == 1)
+        ivy_sleep(0.05);
+    return NULL;
+}
+
+static void trickled_head(int port)
+{
+    struct client *c = client_new(port);
+    PUT(c, "GET / HTTP/1.1\r\nHost: a\r\nX-Slow: ");
+    uint64_t t0 = ivy_now_ns();
+    drip_done = false;
+    ivy_thread *t = ivy_spawn(drip, c);
+    expect_response(c, TIMEOUT_408);
+    double at = since(t0);
+    drip_done = true;
+    assert_int_equal(ivy_join(t, NULL), 0);
+    assert_true(at >= T - 0.05);
+    assert_true(at < 3 * T); /* not restarted by each byte */
+    expect_eof(c);
+    client_free(c);
+}
+
+SERVED(trickled_head_times_out_from_its_first_wait, trickled_head, .request_timeout = T)
+
+/* A body a byte every 0.1 s for 1.2 s: each receive restarts its clock. */
+static void trickled_body(int port)
+{
+    struct client *c = client_new(port);
+    static const char body[] = "hello world!";
+    PUT(c, "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 12\r\n\r\n");
+    for (int i = 0; i < 12; i++) {
+        ivy_sleep(0.1);
+        put(c, body + i, 1);
+    }
+    expect_response(c, ECHO_HEAD(12) "hello world!");
+    client_free(c);
+}
+
+SERVED(trickled_body_restarts_its_clock_with_each_receive, trickled_body, .request_timeout = T,
+       .keepalive_timeout = T)
+
+/* While one connection stalls mid-head, the worker answers another at once. */
+static void slowloris(int port)
+{
+    struct client *s = client_new(port);
+    PUT(s, "GET / HTTP/1.1\r\nHost: a\r\nX-Slow: ");
+    uint64_t t0 = ivy_now_ns();
+    for (int i = 0; i < 10; i++)
+        exchange(port, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", HELLO);
+    double others = since(t0);
+    expect_response(s, TIMEOUT_408);
+    double stalled = since(t0);
+    assert_true(others < T - 0.05); /* not held up until the stalled one ended */
+    assert_true(stalled >= T - 0.05);
+    expect_eof(s);
+    client_free(s);
+}
+
+SERVED(slowloris_does_not_hold_up_other_clients, slowloris, .request_timeout = T,
+       .keepalive_timeout = T)
+
+/* A slow response is not a slow request; nor does the time spent computing it count against a
+ * head that arrived with it. */
+static void slow_response(int port)
+{
+    struct client *c = client_new(port);
+    PUT(c, "GET /sleep?ms=500 HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\n");
+    expect_response(c, "HTTP/1.1 200 OK\r\nServer: ivy\r\nDate: <date>\r\n"
+                       "Content-Type: text/plain\r\nContent-Length: 13\r\n"
+                       "X-Ivy-Worker: -1/<pid>\r\n\r\nslept 500 ms\n");
+    ivy_sleep(0.1);
+    PUT(c, "Host: a\r\n\r\n");
+    expect_response(c, HELLO);
+    client_free(c);
+}
+
+SERVED(sleep_longer_than_the_request_timeout_still_answers, slow_response, .request_timeout = T,
+       .keepalive_timeout = T)
+
+/* ---- ivy serve's options ------------------------------------------------------------------ */
+
+static char ivy_bin[512];
+
+/* `ivy serve ARGS`: its exit status, with its stdout and stderr in out. */
+static int serve_cli(const char *args, char *out, size_t cap)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "%s serve %s 2>&1", ivy_bin, args);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t n = fread(out, 1, cap - 1, p);
+    out[n] = 0;
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void serve_rejects_bad_timeouts_with_status_2(void **state)
+{
+    static const char *bad[] = {"-1", "abc", "", "1s", "nan", "inf", "86401"};
+    char out[4096], args[128];
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        for (int which = 0; which < 2; which++) {
+            const char *opt = which ? "--request-timeout" : "--keepalive-timeout";
+            snprintf(args, sizeof args, "%s '%s'", opt, bad[i]);
+            assert_int_equal(serve_cli(args, out, sizeof out), 2);
+            char want[128];
+            snprintf(want, sizeof want, "ivy serve: bad %s '%s': seconds from 0 (never) to 86400\n",
+                     opt, bad[i]);
+            assert_string_equal(out, want);
+        }
+    }
+    assert_int_equal(serve_cli("--help", out, sizeof out), 0);
+    assert_non_null(strstr(out, "  --keepalive-timeout S "));
+    assert_non_null(strstr(out, "  --request-timeout S "));
+}
+
+/* A real `ivy serve` with both at 0.3 s: the options reach the worker. */
+static void serve_applies_both_timeouts(void **state)
+{
+    int port = free_port();
+    char listen[32];
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        dup2(open("/dev/null", O_WRONLY), STDOUT_FILENO);
+        execl(ivy_bin, ivy_bin, "serve", "--listen", listen, "--workers", "1", "--quiet",
+              "--keepalive-timeout", "0.3", "--request-timeout", "0.3", (char *)NULL);
+        _exit(127);
+    }
+    int idle = -1;
+    for (int i = 0; i < 400 && idle < 0; i++)
+        if ((idle = dial(port)) < 0) sleep_ms(10);
+    assert_true(idle >= 0);
+    int slow = dial(port);
+    assert_true(slow >= 0);
+    assert_int_equal(send(slow, "GET / HTTP/1.1\r\nHo", 18, 0), 18);
+    char buf[1024];
+    uint64_t t0 = ivy_now_ns();
+    assert_int_equal(read_all(idle, buf, sizeof buf), 0);
+    double t = since(t0);
+    assert_true(t >= T - 0.05 && t <= 1.5);
+    size_t n = read_all(slow, buf, sizeof buf);
+    assert_true(n > 0);
+    assert_memory_equal(buf, "HTTP/1.1 408 Request Timeout\r\n", 30);
+    assert_non_null(strstr(buf, "\r\nConnection: close\r\n"));
+    assert_non_null(strstr(buf, "\r\n\r\n408 Request Timeout\n"));
+    close(idle);
+    close(slow);
+    kill(pid, SIGTERM);
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+int main(void)
+{
+    const char *dir = getenv("IVY_BUILD_DIR");
+    snprintf(ivy_bin, sizeof ivy_bin, "%s/apps/ivy", dir ? dir : "build");
+    signal(SIGPIPE, SIG_IGN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(idle_keepalive_connection_closes_after_the_timeout_not_before),
+        cmocka_unit_test(keepalive_longer_than_the_hot_wait_closes_from_the_cold_one),
+        cmocka_unit_test(requests_every_100ms_keep_the_connection_open),
+        cmocka_unit_test(keepalive_timeout_spares_a_started_request),
+        cmocka_unit_test(stalled_head_gets_408_then_eof),
+        cmocka_unit_test(stalled_body_gets_408_then_eof),
+        cmocka_unit_test(trickled_head_times_out_from_its_first_wait),
+        cmocka_unit_test(trickled_body_restarts_its_clock_with_each_receive),
+        cmocka_unit_test(slowloris_does_not_hold_up_other_clients),
+        cmocka_unit_test(sleep_longer_than_the_request_timeout_still_answers),
+        cmocka_unit_test(serve_rejects_bad_timeouts_with_status_2),
+        cmocka_unit_test(serve_applies_both_timeouts),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
