@@ -1,7 +1,9 @@
 /*
  * A worker process: pinned to one CPU, named "ivy: worker N", dies with its supervisor
  * (PR_SET_PDEATHSIG), listens on its own SO_REUSEPORT socket (or the inherited systemd one),
- * and runs the app in a green thread under its hub.
+ * and runs the app in a green thread under its hub. It takes connections from its listener one
+ * at a time, as the app accepts them (ivy__accept_one): a worker killed outright loses only the
+ * connections it had accepted, while those still queued move to a sibling (tcp_migrate_req).
  *
  * Beside the app, two green threads: one reads signals from a signalfd through the ring (no
  * async handlers), one ticks so the heartbeat stays fresh when the hub is idle and checks the
@@ -230,6 +232,8 @@ void ivy__worker_main(const struct ivy_cluster_options *o, struct ivy_stats_shm 
     }
     int rc = ivy_hub_init(&(struct ivy_hub_options){.quiet = slot->index != 0});
     if (rc < 0) _exit(3);
+    /* What this process takes from the kernel dies with it; what it leaves there migrates. */
+    ivy__accept_one(w.lfd);
     sigset_t mask;
     ivy__cluster_sigset(&mask, false);
     int sfd = signalfd(-1, &mask, SFD_CLOEXEC);

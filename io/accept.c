@@ -7,6 +7,12 @@
  * cancelled when the queue reaches QUEUE_HIGH, so connections beyond it stay in the kernel's
  * backlog, where SO_REUSEPORT siblings and tcp_migrate_req can still see them.
  *
+ * One at a time (ivy__accept_one, for a worker sharing its port with siblings): a single-shot
+ * accept is in flight only while a thread waits in ivy_accept with nothing queued, so the
+ * process takes connections from the kernel no faster than it asks for them. What it has
+ * taken dies with it; what it left in the kernel's queue migrates with tcp_migrate_req.
+ * Kernels without multishot accept (< 5.19) get this mode too.
+ *
  * Out of descriptors (EMFILE, ENFILE) or memory, the kernel ends the multishot; a timer re-arms
  * it after a back-off of 10 ms doubling to 1 s, reset by the next success. Never a spin.
  *
@@ -30,8 +36,9 @@ struct listener {
     struct ivy_completion c;
     struct ivy_timer backoff;
     int fd;
-    bool armed, closing, single_shot;
-    bool stopping; /* ivy_accept_stop: hand out what is queued, then -ESHUTDOWN */
+    bool armed, closing;
+    bool single_shot; /* one connection per request: ivy__accept_one, or an old kernel */
+    bool stopping;    /* ivy_accept_stop: hand out what is queued, then -ESHUTDOWN */
     unsigned backoff_ms;
     struct ivy_waitq waiters;
     unsigned nwaiters;
@@ -170,6 +177,16 @@ static struct listener *listener_get(int fd)
         table.v[fd] = l;
     }
     return l;
+}
+
+int ivy__accept_one(int listen_fd)
+{
+    if (listen_fd < 0) return -EBADF;
+    struct listener *l = listener_get(listen_fd);
+    if (!l) return -ENOMEM;
+    if (l->armed && !l->single_shot) cancel(ivy__hub_tls, l); /* its end arms a single shot */
+    l->single_shot = true;
+    return 0;
 }
 
 void ivy__accept_forget(int fd)

@@ -11,7 +11,11 @@
  */
 int ivy__op_begin(struct ivy_hub **h, ivy_thread **t, struct io_uring_sqe **sqe);
 
-/* Takes connections from listen_fd's kernel queue one at a time, as ivy_accept asks. */
+/*
+ * From now on, ivy_accept on listen_fd takes connections from the kernel's queue one at a time,
+ * as it is called, instead of keeping a multishot accept armed: the rest of the queue stays
+ * where SO_REUSEPORT siblings (tcp_migrate_req) can still take it if this process dies.
+ */
 int ivy__accept_one(int listen_fd);
 
 /* ivy_close's hook: drops the accept state of a listening descriptor. */
