@@ -46,9 +46,11 @@ struct listener {
     unsigned qhead, qlen, qcap;
 };
 
+/* Listeners by descriptor; freed once the last is forgotten, so a thread that leaves after
+ * closing its listening sockets leaves nothing behind. */
 static __thread struct {
     struct listener **v;
-    int cap;
+    int cap, used;
 } table;
 
 static void listener_free(struct listener *l)
@@ -175,6 +177,7 @@ static struct listener *listener_get(int fd)
         l->backoff.index = IVY_TIMER_IDLE;
         l->backoff.fire = backoff_fired;
         table.v[fd] = l;
+        table.used++;
     }
     return l;
 }
@@ -195,6 +198,11 @@ void ivy__accept_forget(int fd)
     struct listener *l = table.v[fd];
     struct ivy_hub *h = ivy__hub_tls;
     table.v[fd] = NULL;
+    if (--table.used == 0) {
+        free(table.v);
+        table.v = NULL;
+        table.cap = 0;
+    }
     if (ivy__timer_armed(&l->backoff)) ivy__timer_cancel(&h->timers, &l->backoff);
     while (l->nwaiters)
         wake_waiter(h, l, -EBADF);
