@@ -268,6 +268,7 @@ int ivy_accept(int listen_fd, struct sockaddr_storage *peer)
         fd = ivy__park(t);
         if (fd < 0) return fd;
     }
+    ivy__recv_forget(fd); /* state left by a socket of that number closed with close(2) */
     if (peer) {
         socklen_t len = sizeof *peer;
         getpeername(fd, (struct sockaddr *)peer, &len);
