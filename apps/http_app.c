@@ -487,6 +487,10 @@ void ivy_http_app(int listen_fd, void *arg)
      * without it a response that leaves in two sends would wait for a delayed ACK. */
     int one = 1;
     setsockopt(listen_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    /* HTTP clients speak first: the kernel keeps a connection until its request arrives (a silent
+     * one for about a second), so a worker holds no connection it cannot answer yet, and one
+     * that dies leaves those in its queue, which tcp_migrate_req moves to a sibling. */
+    setsockopt(listen_fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &one, sizeof one);
     int fd;
     while ((fd = ivy_accept(listen_fd, NULL)) >= 0) {
         /* The descriptor and the flag travel in the pointer: nothing to allocate or free. */
