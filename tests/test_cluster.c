@@ -6,11 +6,13 @@
 #include "cluster_impl.h"
 #include "echo_app.h"
 #include "ivy/cluster.h"
+#include "ivy/ivy.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -46,6 +48,29 @@ static void spin_app(int fd, void *arg)
 {
     for (;;) {
     }
+}
+
+/* Echo, except that a worker told "crash" aborts and one told "exit" exits with status 3: a
+   death of its own, as the supervisor sees it, unlike a SIGKILL from outside. */
+static void *crash_on_request_conn(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    char buf[64];
+    ssize_t n;
+    while ((n = ivy_recv(fd, buf, sizeof buf)) > 0) {
+        if (n >= 5 && !memcmp(buf, "crash", 5)) abort();
+        if (n >= 4 && !memcmp(buf, "exit", 4)) _exit(3);
+        if (ivy_sendall(fd, buf, (size_t)n) < 0) break;
+    }
+    ivy_close(fd);
+    return NULL;
+}
+
+static void crash_on_request_app(int listen_fd, void *arg)
+{
+    int fd;
+    while ((fd = ivy_accept(listen_fd, NULL)) >= 0)
+        if (ivy_spawn_n(crash_on_request_conn, (void *)(intptr_t)fd) < 0) ivy_close(fd);
 }
 
 static struct cluster start(struct ivy_cluster_options o)
@@ -115,6 +140,66 @@ static int worker_cpu(const struct cluster *c, pid_t pid)
     for (unsigned i = 0; i < c->shm->nslots; i++)
         if ((pid_t)IVY_LOAD(c->shm->slot[i].pid) == pid) return c->shm->slot[i].cpu;
     return -1;
+}
+
+/* The one CPU a process is pinned to, or -1. */
+static int pinned_cpu(pid_t pid)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(pid, sizeof set, &set) < 0 || CPU_COUNT(&set) != 1) return -1;
+    for (int cpu = 0; cpu < CPU_SETSIZE; cpu++)
+        if (CPU_ISSET(cpu, &set)) return cpu;
+    return -1;
+}
+
+static double ms_since(const struct timespec *t0)
+{
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    return (double)(t1.tv_sec - t0->tv_sec) * 1e3 + (double)(t1.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+/* Waits up to timeout_ms for a process other than old in the seat (polled every 0.5 ms);
+   returns it, or 0 when none came or (with exited) the supervisor exited, its wait status then
+   in *exited; *ms: the milliseconds since t0. */
+static pid_t wait_respawn(const struct cluster *c, int index, pid_t old, const struct timespec *t0,
+                          int timeout_ms, double *ms, int *exited)
+{
+    pid_t fresh = 0;
+    for (int i = 0; i < 2 * timeout_ms && !fresh; i++) {
+        fresh = any_worker_pid(c, index, old);
+        if (!fresh && exited && waitpid(c->pid, exited, WNOHANG) == c->pid) break;
+        if (!fresh) {
+            struct timespec ts = {0, 500000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    *ms = ms_since(t0);
+    return fresh;
+}
+
+static bool still_running(const struct cluster *c)
+{
+    int status;
+    return waitpid(c->pid, &status, WNOHANG) == 0;
+}
+
+/* SIGKILLs the seat's ready worker from here, as an operator or a chaos test would; returns
+   its replacement, checked to have the same CPU, and in *ms how long it took to be forked. */
+static pid_t kill_from_outside(struct cluster *c, int index, double *ms)
+{
+    pid_t old = worker_pid(c, index);
+    assert_true(old > 0);
+    int cpu = worker_cpu(c, old);
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    assert_int_equal(kill(old, SIGKILL), 0);
+    pid_t fresh = wait_respawn(c, index, old, &t0, 6000, ms, NULL); /* past the 5 s back-off cap */
+    if (!fresh)
+        fail_msg("no worker replaced pid %d in seat %d within 6 s; the supervisor %s", (int)old,
+                 index, still_running(c) ? "is running" : "exited");
+    assert_int_equal(worker_cpu(c, fresh), cpu);
+    return fresh;
 }
 
 static int echo_once(int port, const char *msg)
@@ -192,31 +277,49 @@ static void killed_worker_returns_on_same_cpu_within_100ms(void **state)
 {
     struct cluster c = start((struct ivy_cluster_options){.workers = 2});
     wait_ready(&c, 2);
-    pid_t old = worker_pid(&c, 1);
-    int cpu = worker_cpu(&c, old);
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    kill(old, SIGKILL);
-    pid_t fresh = 0;
-    for (int i = 0; i < 2000 && !fresh; i++) {
-        fresh = any_worker_pid(&c, 1, old);
-        if (!fresh) {
-            struct timespec ts = {0, 500000};
-            nanosleep(&ts, NULL);
-        }
-    }
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
-    assert_true(fresh > 0 && fresh != old);
-    assert_int_equal(worker_cpu(&c, fresh), cpu);
+    int cpu = worker_cpu(&c, worker_pid(&c, 1));
+    double ms;
+    pid_t fresh = kill_from_outside(&c, 1, &ms);
     assert_true(ms < 100); /* forked after the 10 ms back-off */
     wait_ready(&c, 2);
     assert_int_equal(worker_pid(&c, 1), fresh);
+    assert_int_equal(pinned_cpu(fresh), cpu);
     assert_int_equal(echo_once(c.port, "after"), 1);
     char err[4096];
     read_stderr(&c, err, sizeof err);
     assert_non_null(strstr(err, "killed by signal 9"));
     stop(&c);
+}
+
+/* A kill from outside is not the worker failing: each one is followed by the minimum delay,
+   never a back-off doubled by the kills before it (which would reach 1.28 s by the 8th). */
+static void repeated_outside_kills_each_respawn_within_100ms(void **state)
+{
+    enum { KILLS = 8 };
+    struct cluster c = start((struct ivy_cluster_options){.workers = 2});
+    wait_ready(&c, 2);
+    int cpu = worker_cpu(&c, worker_pid(&c, 1));
+    double ms[KILLS], max = 0;
+    for (int i = 0; i < KILLS; i++) {
+        /* The same seat each time: the back-off is per seat. */
+        pid_t fresh = kill_from_outside(&c, 1, &ms[i]);
+        if (ms[i] > max) max = ms[i];
+        wait_ready(&c, 2);
+        assert_int_equal(worker_pid(&c, 1), fresh);
+        assert_int_equal(pinned_cpu(fresh), cpu);
+    }
+    print_message("respawn after each outside kill (ms):");
+    for (int i = 0; i < KILLS; i++)
+        print_message(" %.1f", ms[i]);
+    print_message("; max %.1f\n", max);
+    for (int i = 0; i < KILLS; i++)
+        assert_true(ms[i] <= 100);
+    assert_true(still_running(&c));
+    assert_int_equal(echo_once(c.port, "still here"), 1);
+    char err[8192];
+    read_stderr(&c, err, sizeof err);
+    assert_null(strstr(err, "crash loop"));
+    stop(&c); /* exits 0: not a crash-loop stop */
 }
 
 static void crash_loop_stops_supervisor(void **state)
@@ -228,6 +331,63 @@ static void crash_loop_stops_supervisor(void **state)
     char err[16384];
     read_stderr(&c, err, sizeof err);
     assert_non_null(strstr(err, "crash loop: 10 worker deaths within 10 s"));
+    munmap(c.shm, c.shm_len);
+    close(c.err_fd);
+}
+
+/* The supervisor tells the two apart by the wait status: SIGKILL not sent by its own watchdog
+   is from outside; any other signal or exit status is the worker's own doing. More outside
+   kills than a crash loop needs do not stop it; then the worker's own deaths back off (10 ms
+   doubling) and the 10th within 10 s stops it. */
+static void own_crashes_back_off_and_stop_supervisor_outside_kills_do_not(void **state)
+{
+    enum { KILLS = 12, LOOP = 10 };
+    struct cluster c =
+        start((struct ivy_cluster_options){.workers = 1, .app = crash_on_request_app});
+    wait_ready(&c, 1);
+    for (int i = 0; i < KILLS; i++) {
+        double ms;
+        kill_from_outside(&c, 0, &ms);
+        assert_true(ms <= 100);
+        wait_ready(&c, 1);
+    }
+    assert_true(still_running(&c));
+
+    struct timespec first;
+    clock_gettime(CLOCK_MONOTONIC, &first);
+    int deaths = 0, status = -1;
+    while (deaths <= LOOP) {
+        wait_ready(&c, 1);
+        pid_t old = worker_pid(&c, 0);
+        struct timespec t0;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        int fd = dial(c.port);
+        assert_true(fd >= 0);
+        const char *how = deaths % 2 ? "exit" : "crash"; /* an abort, then an error exit */
+        assert_int_equal(send(fd, how, strlen(how), MSG_NOSIGNAL), (ssize_t)strlen(how));
+        char buf[16];
+        assert_true(recv(fd, buf, sizeof buf, 0) <= 0); /* it died instead of echoing */
+        close(fd);
+        deaths++;
+        double ms;
+        if (!wait_respawn(&c, 0, old, &t0, 4000, &ms, &status)) break;
+        /* t0 was before the death: what was measured includes the whole back-off. */
+        assert_true(ms >= (double)(10 << (deaths - 1)));
+    }
+    double total = ms_since(&first);
+    print_message("%d own deaths stopped the supervisor after %.0f ms\n", deaths, total);
+    assert_int_equal(deaths, LOOP);
+    assert_true(total >= 5110); /* 10 + 20 + ... + 2560 ms of back-off before the 10th death */
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 1);
+    char err[16384];
+    read_stderr(&c, err, sizeof err);
+    assert_non_null(strstr(err, "crash loop: 10 worker deaths within 10 s"));
+    assert_non_null(strstr(err, "(last: worker 0 exited with status 3)"));
+    int killed = 0;
+    for (const char *p = err; (p = strstr(p, "killed by signal 9")); p++)
+        killed++;
+    assert_int_equal(killed, KILLS);
     munmap(c.shm, c.shm_len);
     close(c.err_fd);
 }
@@ -336,7 +496,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(both_workers_answer_and_are_pinned),
         cmocka_unit_test(killed_worker_returns_on_same_cpu_within_100ms),
+        cmocka_unit_test(repeated_outside_kills_each_respawn_within_100ms),
         cmocka_unit_test(crash_loop_stops_supervisor),
+        cmocka_unit_test(own_crashes_back_off_and_stop_supervisor_outside_kills_do_not),
         cmocka_unit_test(watchdog_kills_hung_worker),
         cmocka_unit_test(sighup_replaces_every_worker_without_refusing),
         cmocka_unit_test(max_requests_recycles_a_worker),

@@ -2,13 +2,14 @@
  * The cluster: a supervisor process and one pinned worker process per CPU, each with its own
  * SO_REUSEPORT listener and hub, running an app.
  *
- * ivy_cluster_run() is what `ivy serve` runs. The supervisor forks the workers, restarts one
- * that dies on the same CPU (back-off 10 ms doubling to 5 s, reset after a healthy minute),
- * stops with a message and a non-zero status on a crash loop (10 crashes, error exits or
- * watchdog kills within 10 s; a SIGKILL from outside does not count), SIGKILLs a
- * worker whose heartbeat is older than the watchdog timeout, and keeps per-worker counters in
- * shared memory (/dev/shm/ivy-stats.PID, read by `ivy stats`, served as Prometheus text with
- * stats_listen).
+ * ivy_cluster_run() is what `ivy serve` runs. The supervisor forks the workers and restarts
+ * one that dies on the same CPU. A worker's own crashes, error exits and watchdog kills back
+ * off (10 ms doubling to 5 s, reset after a healthy minute) and count toward a crash loop (10
+ * within 10 s), which stops the supervisor with a message and a non-zero status; a worker
+ * SIGKILLed from outside respawns after the minimum 10 ms, without growing the back-off or
+ * counting. The supervisor also SIGKILLs a worker whose heartbeat is older than the watchdog
+ * timeout, and keeps per-worker counters in shared memory (/dev/shm/ivy-stats.PID, read by
+ * `ivy stats`, served as Prometheus text with stats_listen).
  *
  * Signals to the supervisor: SIGTERM/SIGINT drain gracefully (stop accepting, finish what is
  * in flight, up to graceful_timeout, exit 0); SIGQUIT stops at once; SIGHUP replaces the
@@ -35,15 +36,15 @@ extern "C" {
 typedef void (*ivy_app_fn)(int listen_fd, void *arg);
 
 struct ivy_cluster_options {
-    const char *host;        /* NULL: 127.0.0.1 */
-    int port;                /* 0: 8080 */
-    int backlog;             /* 0: 4096 */
-    int workers;             /* 0: one per CPU in the affinity mask */
-    double timeout;          /* watchdog, seconds; 0: 30; < 0: off */
-    double graceful_timeout; /* seconds to drain; 0: 30 */
-    uint64_t max_requests;   /* a worker recycles itself after this many; 0: never */
+    const char *host;         /* NULL: 127.0.0.1 */
+    int port;                 /* 0: 8080 */
+    int backlog;              /* 0: 4096 */
+    int workers;              /* 0: one per CPU in the affinity mask */
+    double timeout;           /* watchdog, seconds; 0: 30; < 0: off */
+    double graceful_timeout;  /* seconds to drain; 0: 30 */
+    uint64_t max_requests;    /* a worker recycles itself after this many; 0: never */
     const char *stats_listen; /* "HOST:PORT" for Prometheus /metrics, or NULL */
-    const char *app_name;    /* for messages: "http", "echo" */
+    const char *app_name;     /* for messages: "http", "echo" */
     ivy_app_fn app;
     void *app_arg;
     char **argv; /* main's argv, rewritten so ps shows "ivy: worker N"; may be NULL */
