@@ -7,9 +7,14 @@
  * its CPU and restart count) filled by processes; during a replacement a seat has two
  * processes, so the shared-memory stats have two slots per seat.
  *
- * A crash loop is CRASH_WINDOW_DEATHS deaths within 10 s, counting crashes, error exits and
- * watchdog kills, but not a SIGKILL from outside: chaos tests kill workers on purpose. Such a
- * kill does not grow the respawn back-off either: the seat is refilled after the minimum delay.
+ * A crash loop is CRASH_WINDOW_DEATHS deaths within 10 s, counting crashes, error exits,
+ * watchdog kills and OOM kills, but not a SIGKILL from outside: chaos tests kill workers on
+ * purpose. Such a kill does not grow the respawn back-off either: the seat is refilled after the
+ * minimum delay. The OOM killer also sends SIGKILL; its kills are told apart by a kernel counter
+ * (see oom_killed()).
+ *
+ * A seat whose process cannot be started (fork fails, no free process slot) stays pending and
+ * is retried after a growing delay; the failure is logged once per streak, not every attempt.
  *
  * Invariants: a seat is refilled only by a respawn (after a death, with back-off) or by a
  * replacement (SIGHUP, max_requests); a process marked retiring was told to leave, so its exit
@@ -39,6 +44,9 @@ enum { CRASH_WINDOW_DEATHS = 10, TICK_MS = 10 };
 #define HEALTHY_NS      (60 * 1000000000ull)
 #define BACKOFF_MIN_NS  (10 * 1000000ull)
 #define BACKOFF_MAX_NS  (5 * 1000000000ull)
+#define RETRY_MIN_NS    (100 * 1000000ull)  /* after a failed fork */
+#define OOM_CREDIT_NS   (5 * 1000000000ull) /* an OOM kill this old explains no later death */
+#define OOM_READ_NS     (1000000000ull)
 
 struct proc {
     pid_t pid;
@@ -54,6 +62,8 @@ struct seat {
     unsigned streak;     /* deaths in a row, for the back-off */
     uint64_t respawn_at; /* 0: nothing pending */
     uint64_t restarts;
+    unsigned failed;   /* failed starts in a row */
+    uint64_t retry_at; /* after a failed start, none before this */
 };
 
 static struct sup {
@@ -71,6 +81,12 @@ static struct sup {
     bool announced, stopping;
     uint64_t stop_deadline;
     double timeout;
+    struct {
+        char path[256];  /* a file with an "oom_kill N" line; empty: not available */
+        uint64_t seen;   /* its last value */
+        unsigned credit; /* OOM kills counted but not yet matched to a dead worker */
+        uint64_t credit_at, next_read;
+    } oom;
 } S;
 
 static void log_line(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -137,12 +153,25 @@ static int live_procs(void)
     return n;
 }
 
+/* Logs the first failure of a streak only; the seat's next attempt waits 100 ms, doubling up to
+   the back-off's maximum. */
+static int spawn_failed(int seat, int err, const char *why)
+{
+    struct seat *st = &S.seats[seat];
+    if (st->failed++ == 0)
+        log_line("cannot start worker %d: %s; retrying, less often each time, until it starts",
+                 seat, why);
+    uint64_t delay = RETRY_MIN_NS << (st->failed - 1 < 10 ? st->failed - 1 : 10);
+    st->retry_at = ivy__mono_ns() + (delay < BACKOFF_MAX_NS ? delay : BACKOFF_MAX_NS);
+    return err;
+}
+
 static int spawn(int seat, bool replacing)
 {
     int k = -1;
     for (int i = 0; i < 2 * S.nseats && k < 0; i++)
         if (S.procs[i].pid == 0) k = i;
-    if (k < 0) return -EAGAIN;
+    if (k < 0) return spawn_failed(seat, -EAGAIN, "no free process slot");
     struct ivy_stats_slot *slot = &S.shm->slot[k];
     memset(slot, 0, sizeof *slot);
     slot->index = seat;
@@ -153,11 +182,15 @@ static int spawn(int seat, bool replacing)
     fflush(NULL);
     pid_t pid = fork();
     if (pid < 0) {
-        log_line("cannot fork worker %d: %s", seat, strerror(errno));
+        int err = -errno;
         slot->state = SLOT_FREE;
-        return -errno;
+        return spawn_failed(seat, err, strerror(-err));
     }
     if (pid == 0) ivy__worker_main(S.o, S.shm, slot, S.inherited_fd, S.sigfd);
+    if (S.seats[seat].failed) {
+        log_line("worker %d started after %u failed attempts", seat, S.seats[seat].failed);
+        S.seats[seat].failed = 0;
+    }
     slot->pid = (uint64_t)pid;
     S.procs[k] =
         (struct proc){.pid = pid, .seat = seat, .replacing = replacing, .started = ivy__mono_ns()};
@@ -168,6 +201,80 @@ static void kill_all(int sig)
 {
     for (int i = 0; i < 2 * S.nseats; i++)
         if (S.procs[i].pid > 0) kill(S.procs[i].pid, sig);
+}
+
+/* The value on the "oom_kill N" line of a /proc or cgroup file, or -1. */
+static int64_t read_oom_kills(const char *path)
+{
+    char buf[16384];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    size_t n = 0;
+    ssize_t r;
+    while (n + 1 < sizeof buf && (r = read(fd, buf + n, sizeof buf - 1 - n)) > 0)
+        n += (size_t)r;
+    close(fd);
+    buf[n] = 0;
+    const char *line = buf;
+    while (strncmp(line, "oom_kill ", 9))
+        if (!(line = strchr(line, '\n')) || !*++line) return -1;
+    return strtoll(line + 9, NULL, 10);
+}
+
+/* Where OOM kills are counted. Best: memory.events of the cgroup v2 that the supervisor, and so
+   its workers, are in: it counts the kills inside that cgroup only. Else /proc/vmstat (Linux >=
+   4.13), which counts every OOM kill on the machine: an unrelated one a few seconds before an
+   outside SIGKILL makes that kill count as the worker's own death (one more back-off step, one
+   more toward the crash loop), which we accept. Neither (old kernel): OOM kills look external. */
+static void oom_setup(void)
+{
+    char line[512], *cg = NULL;
+    FILE *f = fopen("/proc/self/cgroup", "re");
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "0::", 3)) {
+            cg = line + 3;
+            cg[strcspn(cg, "\n")] = 0;
+            break;
+        }
+    if (f) fclose(f);
+    int64_t v = -1;
+    int n = cg ? snprintf(S.oom.path, sizeof S.oom.path, "/sys/fs/cgroup%s/memory.events", cg) : -1;
+    if (n > 0 && (size_t)n < sizeof S.oom.path) v = read_oom_kills(S.oom.path);
+    if (v < 0) {
+        strcpy(S.oom.path, "/proc/vmstat");
+        v = read_oom_kills(S.oom.path);
+    }
+    if (v < 0) S.oom.path[0] = 0;
+    S.oom.seen = v < 0 ? 0 : (uint64_t)v;
+}
+
+/* OOM kills counted since the last read become credit stamped now; credit too old to explain a
+   death is dropped. Read each second, so that old kills are not taken for recent ones. */
+static void oom_read(uint64_t now)
+{
+    if (!S.oom.path[0]) return;
+    S.oom.next_read = now + OOM_READ_NS;
+    int64_t v = read_oom_kills(S.oom.path);
+    if (v >= 0 && (uint64_t)v > S.oom.seen) {
+        S.oom.credit += (unsigned)((uint64_t)v - S.oom.seen);
+        S.oom.credit_at = now;
+    }
+    if (v >= 0) S.oom.seen = (uint64_t)v;
+    if (S.oom.credit && now - S.oom.credit_at > OOM_CREDIT_NS) S.oom.credit = 0;
+}
+
+/* Whether a worker dead of a SIGKILL that our watchdog did not send was killed by the OOM
+   killer: a recent OOM kill not yet matched to another dead worker. The kernel counts a kill
+   right after sending the signal, in the killing task; when that task is the victim (the usual
+   case: the worker that allocates is the biggest), the count is there before the worker can be
+   reaped. When the killer is another task, a reap may in rare cases come first and the kill is
+   taken for an outside one. */
+static bool oom_killed(uint64_t now)
+{
+    oom_read(now);
+    if (!S.oom.credit) return false;
+    S.oom.credit--;
+    return true;
 }
 
 static bool crash_loop(uint64_t now)
@@ -200,14 +307,19 @@ static bool reap(uint64_t now)
         S.shm->slot[k].state = SLOT_FREE;
         S.shm->slot[k].pid = 0;
         p->pid = 0;
+        /* A SIGKILL from outside (an operator, a chaos test) is not the program failing;
+           everything else is: a crash, an error exit, our own watchdog's kill, the OOM killer's
+           (matched here even for a leaving worker, so that its kill is not matched to another). */
+        bool sigkill = WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL && !dead.watchdog;
+        bool oom = sigkill && oom_killed(now), external = sigkill && !oom;
         if (dead.retiring || S.stopping) continue;
         char why[96];
-        describe_status(why, sizeof why, status);
+        if (oom)
+            snprintf(why, sizeof why, "killed by the OOM killer (SIGKILL)");
+        else
+            describe_status(why, sizeof why, status);
         struct seat *st = &S.seats[dead.seat];
         log_line("worker %d (pid %d, cpu %d) %s", dead.seat, (int)pid, st->cpu, why);
-        /* A SIGKILL from outside (an operator, a chaos test) is not the program failing;
-           everything else is: a crash, an error exit, our own watchdog's kill. */
-        bool external = WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL && !dead.watchdog;
         if (!external && crash_loop(now)) {
             log_line("crash loop: %d worker deaths within %llu s; stopping (last: worker %d "
                      "%s)",
@@ -219,6 +331,7 @@ static bool reap(uint64_t now)
             for (int i = 0; i < 2 * S.nseats; i++)
                 if (S.procs[i].pid > 0 && S.procs[i].seat == dead.seat) goto next;
         }
+        st->restarts++;
         /* The back-off slows a worker that keeps failing; one killed from outside did not
            fail, and while its seat is empty the others carry its load (with every seat empty,
            new connections are refused): it comes back after the minimum delay. */
@@ -239,9 +352,7 @@ static void respawn_due(uint64_t now)
     for (int s = 0; s < S.nseats; s++) {
         struct seat *st = &S.seats[s];
         if (!st->respawn_at || now < st->respawn_at) continue;
-        st->respawn_at = 0;
-        st->restarts++;
-        spawn(s, false);
+        st->respawn_at = spawn(s, false) < 0 ? st->retry_at : 0;
     }
 }
 
@@ -269,7 +380,7 @@ static void queue_replacement(int seat)
 }
 
 /* Rolling replacement: one seat at a time, the new process ready before the old one leaves. */
-static void replace_step(void)
+static void replace_step(uint64_t now)
 {
     for (int i = 0; i < 2 * S.nseats; i++)
         if (S.procs[i].pid > 0 && IVY_LOAD(S.shm->slot[i].recycle) && !S.procs[i].retiring)
@@ -292,7 +403,7 @@ static void replace_step(void)
         return;
     }
     if (!fresh) {
-        if (old) spawn(seat, true);
+        if (old && now >= S.seats[seat].retry_at) spawn(seat, true);
         return;
     }
     if (IVY_LOAD(S.shm->slot[fresh - S.procs].state) != SLOT_READY) return;
@@ -433,9 +544,10 @@ int ivy_cluster_run(const struct ivy_cluster_options *o)
         log_line("serving %s on %s: %d workers, watchdog %g s, graceful timeout %g s", o->app_name,
                  listen, S.nseats, S.timeout, o->graceful_timeout > 0 ? o->graceful_timeout : 30);
     connection_protection();
+    oom_setup();
     for (int s = 0; s < S.nseats; s++) {
         S.seats[s].cpu = cpus[s % ncpus];
-        spawn(s, false);
+        if (spawn(s, false) < 0) S.seats[s].respawn_at = S.seats[s].retry_at;
     }
 
     int status = 0;
@@ -462,9 +574,10 @@ int ivy_cluster_run(const struct ivy_cluster_options *o)
             }
             continue;
         }
+        if (now >= S.oom.next_read) oom_read(now);
         respawn_due(now);
         watchdog(now);
-        replace_step();
+        replace_step(now);
         announce_ready();
         if (wd_ns && now >= next_watchdog_ping) {
             sd_notify("WATCHDOG=1");

@@ -23,6 +23,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -73,7 +74,97 @@ static void crash_on_request_app(int listen_fd, void *arg)
         if (ivy_spawn_n(crash_on_request_conn, (void *)(intptr_t)fd) < 0) ivy_close(fd);
 }
 
-static struct cluster start(struct ivy_cluster_options o)
+/* Allocates and touches memory until the OOM killer stops it. mmap, not malloc: the sanitizer's
+   allocator would add its own bookkeeping to what is measured. */
+static void hog_app(int fd, void *arg)
+{
+    for (;;) {
+        size_t len = 1 << 20;
+        char *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p != MAP_FAILED) memset(p, 0x5a, len);
+    }
+}
+
+/* The cgroup a test made (removed by its teardown, even after a failure), or "". */
+static char test_cgroup[128];
+
+static bool cgroup_write(const char *dir, const char *file, const char *value)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/%s", dir, file);
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    bool ok = write(fd, value, strlen(value)) == (ssize_t)strlen(value);
+    close(fd);
+    return ok;
+}
+
+static bool cgroup_has(const char *dir, const char *file)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/%s", dir, file);
+    return access(path, F_OK) == 0;
+}
+
+static bool cgroup_make(const char *ctrl, bool *v2)
+{
+    char on[256] = " ";
+    int fd = open("/sys/fs/cgroup/cgroup.subtree_control", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        ssize_t n = read(fd, on + 1, sizeof on - 3);
+        close(fd);
+        on[n > 0 ? n + 1 : 1] = 0;
+    }
+    for (char *p = on; *p; p++)
+        if (*p == '\n') *p = ' ';
+    strcat(on, " ");
+    char word[32];
+    snprintf(word, sizeof word, " %s ", ctrl);
+    *v2 = strstr(on, word) != NULL;
+    char v1[64];
+    snprintf(v1, sizeof v1, "/sys/fs/cgroup/%s", ctrl);
+    if (!*v2 && !cgroup_has(v1, "tasks")) return false; /* tasks: only in a v1 hierarchy */
+    snprintf(test_cgroup, sizeof test_cgroup, "%s/ivy-test-%d", *v2 ? "/sys/fs/cgroup" : v1,
+             (int)getpid());
+    if (mkdir(test_cgroup, 0755) == 0) return true;
+    test_cgroup[0] = 0;
+    return false;
+}
+
+/* Makes test_cgroup, a fresh cgroup with the controller ctrl: cgroup v2 under /sys/fs/cgroup when
+   the controller is enabled for its children, else the v1 hierarchy /sys/fs/cgroup/<ctrl>; returns
+   whether it is v2. Skips the test when neither is there or we may not create one (not root). */
+static bool cgroup_make_or_skip(const char *ctrl)
+{
+    bool v2;
+    if (cgroup_make(ctrl, &v2)) return v2;
+    print_message("skipped: cannot make a %s cgroup (needs root and cgroup v2 with the %s "
+                  "controller in /sys/fs/cgroup/cgroup.subtree_control, or v1)\n",
+                  ctrl, ctrl);
+    skip();
+    return false;
+}
+
+static int cgroup_teardown(void **state)
+{
+    if (!test_cgroup[0]) return 0;
+    char path[160], pids[4096] = {0};
+    snprintf(path, sizeof path, "%s/cgroup.procs", test_cgroup);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) { /* a failed test may have left its supervisor and workers */
+        (void)!read(fd, pids, sizeof pids - 1);
+        close(fd);
+    }
+    for (char *p = pids; *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : p + strlen(p))
+        kill((pid_t)atoi(p), SIGKILL);
+    for (int i = 0; i < 400 && rmdir(test_cgroup) < 0 && errno == EBUSY; i++)
+        sleep_ms(5); /* the last exits are still leaving the cgroup */
+    test_cgroup[0] = 0;
+    return 0;
+}
+
+/* Starts a supervisor; in the cgroup at dir (when not NULL) before it forks any worker. */
+static struct cluster start_in(struct ivy_cluster_options o, const char *cgroup)
 {
     struct cluster c = {.port = free_port()};
     int pfd[2];
@@ -89,6 +180,9 @@ static struct cluster start(struct ivy_cluster_options o)
         prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive a test that failed or timed out */
         dup2(pfd[1], STDERR_FILENO);
         close(pfd[0]);
+        char self[16];
+        snprintf(self, sizeof self, "%d", (int)getpid());
+        if (cgroup && !cgroup_write(cgroup, "cgroup.procs", self)) _exit(99);
         _exit(ivy_cluster_run(&o));
     }
     close(pfd[1]);
@@ -98,6 +192,11 @@ static struct cluster start(struct ivy_cluster_options o)
         c.shm = ivy__stats_open(c.pid, &c.shm_len);
     assert_non_null(c.shm);
     return c;
+}
+
+static struct cluster start(struct ivy_cluster_options o)
+{
+    return start_in(o, NULL);
 }
 
 static int ready_workers(const struct cluster *c)
@@ -239,6 +338,14 @@ static void read_stderr(struct cluster *c, char *buf, size_t cap)
     while (n + 1 < cap && (r = read(c->err_fd, buf + n, cap - 1 - n)) > 0)
         n += (size_t)r;
     buf[n] = 0;
+}
+
+static int count(const char *haystack, const char *needle)
+{
+    int n = 0;
+    for (const char *p = haystack; (p = strstr(p, needle)); p++)
+        n++;
+    return n;
 }
 
 static void stop(struct cluster *c)
@@ -384,12 +491,79 @@ static void own_crashes_back_off_and_stop_supervisor_outside_kills_do_not(void *
     read_stderr(&c, err, sizeof err);
     assert_non_null(strstr(err, "crash loop: 10 worker deaths within 10 s"));
     assert_non_null(strstr(err, "(last: worker 0 exited with status 3)"));
-    int killed = 0;
-    for (const char *p = err; (p = strstr(p, "killed by signal 9")); p++)
-        killed++;
-    assert_int_equal(killed, KILLS);
+    assert_int_equal(count(err, "killed by signal 9"), KILLS);
     munmap(c.shm, c.shm_len);
     close(c.err_fd);
+}
+
+/* The OOM killer's SIGKILL is the worker's own death, not a kill from outside: a worker that
+   outgrows its cgroup's memory limit again and again backs off (10 ms doubling) and the 10th
+   such death within 10 s stops the supervisor. Needs a memory cgroup this test can make (root;
+   cgroup v2 with the memory controller enabled for children, or v1); skipped otherwise. */
+static void oom_kills_back_off_and_stop_supervisor(void **state)
+{
+    bool v2 = cgroup_make_or_skip("memory");
+    /* 64 MiB and no swap: the worker is killed within milliseconds instead of swapping. */
+    bool limited = v2 ? cgroup_write(test_cgroup, "memory.max", "64M") &&
+                            (!cgroup_has(test_cgroup, "memory.swap.max") ||
+                             cgroup_write(test_cgroup, "memory.swap.max", "0"))
+                      : cgroup_write(test_cgroup, "memory.limit_in_bytes", "64M") &&
+                            (!cgroup_has(test_cgroup, "memory.memsw.limit_in_bytes") ||
+                             cgroup_write(test_cgroup, "memory.memsw.limit_in_bytes", "64M"));
+    assert_true(limited);
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    struct cluster c =
+        start_in((struct ivy_cluster_options){.workers = 1, .app = hog_app}, test_cgroup);
+    int status = wait_exit(&c, 12000);
+    double ms = ms_since(&t0);
+    char err[16384];
+    read_stderr(&c, err, sizeof err);
+    print_message("10 OOM kills stopped the supervisor after %.0f ms (cgroup v%d)\n", ms,
+                  v2 ? 2 : 1);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 1);
+    assert_int_equal(count(err, "worker 0 (pid "), 10);
+    assert_int_equal(count(err, "killed by the OOM killer (SIGKILL)"), 11); /* + the last */
+    assert_null(strstr(err, "killed by signal 9"));
+    assert_non_null(strstr(err, "crash loop: 10 worker deaths within 10 s; stopping (last: "
+                                "worker 0 killed by the OOM killer (SIGKILL))"));
+    assert_true(ms >= 5110); /* 10 + 20 + ... + 2560 ms of back-off before the 10th death */
+    munmap(c.shm, c.shm_len);
+    close(c.err_fd);
+}
+
+/* A seat whose worker cannot be forked stays pending and is retried (after 100 ms, then 200,
+   400 ...), logged once, until fork works again. fork fails for real: the supervisor is in a
+   pids cgroup whose pids.max is lowered to 1 (itself) before its worker is killed, and raised
+   again 300 ms later. Skipped where no pids cgroup can be made. */
+static void failed_respawn_is_retried_until_fork_works(void **state)
+{
+    cgroup_make_or_skip("pids");
+    struct cluster c = start_in((struct ivy_cluster_options){.workers = 1}, test_cgroup);
+    wait_ready(&c, 1);
+    pid_t old = worker_pid(&c, 0);
+    assert_true(cgroup_write(test_cgroup, "pids.max", "1"));
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    assert_int_equal(kill(old, SIGKILL), 0);
+    sleep_ms(300);
+    assert_int_equal(any_worker_pid(&c, 0, old), 0); /* fork keeps failing: the seat is empty */
+    assert_true(still_running(&c));
+    assert_true(cgroup_write(test_cgroup, "pids.max", "max"));
+    double ms;
+    pid_t fresh = wait_respawn(&c, 0, old, &t0, 3000, &ms, NULL);
+    print_message("seat refilled %.0f ms after the kill; fork failed for the first 300 ms\n", ms);
+    assert_true(fresh > 0);
+    assert_true(ms < 1500); /* attempts at about 10, 110, 310, 710 ms */
+    wait_ready(&c, 1);
+    assert_int_equal(echo_once(c.port, "back"), 1);
+    char err[8192];
+    read_stderr(&c, err, sizeof err);
+    assert_int_equal(count(err, "cannot start worker 0: Resource temporarily unavailable"), 1);
+    assert_non_null(strstr(err, "worker 0 started after "));
+    assert_null(strstr(err, "crash loop"));
+    stop(&c);
 }
 
 static void watchdog_kills_hung_worker(void **state)
@@ -499,6 +673,8 @@ int main(void)
         cmocka_unit_test(repeated_outside_kills_each_respawn_within_100ms),
         cmocka_unit_test(crash_loop_stops_supervisor),
         cmocka_unit_test(own_crashes_back_off_and_stop_supervisor_outside_kills_do_not),
+        cmocka_unit_test_teardown(oom_kills_back_off_and_stop_supervisor, cgroup_teardown),
+        cmocka_unit_test_teardown(failed_respawn_is_retried_until_fork_works, cgroup_teardown),
         cmocka_unit_test(watchdog_kills_hung_worker),
         cmocka_unit_test(sighup_replaces_every_worker_without_refusing),
         cmocka_unit_test(max_requests_recycles_a_worker),
