@@ -41,6 +41,20 @@ struct ivy_stats_shm {
 #define IVY_STORE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
 #define IVY_BUMP(x, n)  IVY_STORE(x, IVY_LOAD(x) + (n))
 
+/* OOM kills, as the kernel counts them (cluster/oom.c). */
+struct ivy_oom {
+    char path[256];  /* a file with an "oom_kill N" line; empty: not available */
+    uint64_t seen;   /* its last value */
+    unsigned credit; /* OOM kills counted but not yet matched to a dead worker */
+    uint64_t credit_at, next_read;
+};
+void ivy__oom_setup(struct ivy_oom *o);
+/* Takes in the kills counted since the last read; the supervisor calls it each next_read. */
+void ivy__oom_read(struct ivy_oom *o, uint64_t now);
+/* Whether a worker dead of a SIGKILL that our watchdog did not send was killed by the OOM killer.
+ */
+bool ivy__oom_killed(struct ivy_oom *o, uint64_t now);
+
 /* Creates /dev/shm/ivy-stats.PID sized for nslots; NULL with a message on failure. */
 struct ivy_stats_shm *ivy__stats_create(unsigned nslots, const char *app, const char *listen);
 void ivy__stats_destroy(struct ivy_stats_shm *s);

@@ -11,7 +11,7 @@
  * watchdog kills and OOM kills, but not a SIGKILL from outside: chaos tests kill workers on
  * purpose. Such a kill does not grow the respawn back-off either: the seat is refilled after the
  * minimum delay. The OOM killer also sends SIGKILL; its kills are told apart by a kernel counter
- * (see oom_killed()).
+ * (cluster/oom.c).
  *
  * A seat whose process cannot be started (fork fails, no free process slot) stays pending and
  * is retried after a growing delay; the failure is logged once per streak, not every attempt.
@@ -44,9 +44,7 @@ enum { CRASH_WINDOW_DEATHS = 10, TICK_MS = 10 };
 #define HEALTHY_NS      (60 * 1000000000ull)
 #define BACKOFF_MIN_NS  (10 * 1000000ull)
 #define BACKOFF_MAX_NS  (5 * 1000000000ull)
-#define RETRY_MIN_NS    (100 * 1000000ull)  /* after a failed fork */
-#define OOM_CREDIT_NS   (5 * 1000000000ull) /* an OOM kill this old explains no later death */
-#define OOM_READ_NS     (1000000000ull)
+#define RETRY_MIN_NS    (100 * 1000000ull) /* after a failed fork */
 
 struct proc {
     pid_t pid;
@@ -81,12 +79,7 @@ static struct sup {
     bool announced, stopping;
     uint64_t stop_deadline;
     double timeout;
-    struct {
-        char path[256];  /* a file with an "oom_kill N" line; empty: not available */
-        uint64_t seen;   /* its last value */
-        unsigned credit; /* OOM kills counted but not yet matched to a dead worker */
-        uint64_t credit_at, next_read;
-    } oom;
+    struct ivy_oom oom;
 } S;
 
 static void log_line(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -203,80 +196,6 @@ static void kill_all(int sig)
         if (S.procs[i].pid > 0) kill(S.procs[i].pid, sig);
 }
 
-/* The value on the "oom_kill N" line of a /proc or cgroup file, or -1. */
-static int64_t read_oom_kills(const char *path)
-{
-    char buf[16384];
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return -1;
-    size_t n = 0;
-    ssize_t r;
-    while (n + 1 < sizeof buf && (r = read(fd, buf + n, sizeof buf - 1 - n)) > 0)
-        n += (size_t)r;
-    close(fd);
-    buf[n] = 0;
-    const char *line = buf;
-    while (strncmp(line, "oom_kill ", 9))
-        if (!(line = strchr(line, '\n')) || !*++line) return -1;
-    return strtoll(line + 9, NULL, 10);
-}
-
-/* Where OOM kills are counted. Best: memory.events of the cgroup v2 that the supervisor, and so
-   its workers, are in: it counts the kills inside that cgroup only. Else /proc/vmstat (Linux >=
-   4.13), which counts every OOM kill on the machine: an unrelated one a few seconds before an
-   outside SIGKILL makes that kill count as the worker's own death (one more back-off step, one
-   more toward the crash loop), which we accept. Neither (old kernel): OOM kills look external. */
-static void oom_setup(void)
-{
-    char line[512], *cg = NULL;
-    FILE *f = fopen("/proc/self/cgroup", "re");
-    while (f && fgets(line, sizeof line, f))
-        if (!strncmp(line, "0::", 3)) {
-            cg = line + 3;
-            cg[strcspn(cg, "\n")] = 0;
-            break;
-        }
-    if (f) fclose(f);
-    int64_t v = -1;
-    int n = cg ? snprintf(S.oom.path, sizeof S.oom.path, "/sys/fs/cgroup%s/memory.events", cg) : -1;
-    if (n > 0 && (size_t)n < sizeof S.oom.path) v = read_oom_kills(S.oom.path);
-    if (v < 0) {
-        strcpy(S.oom.path, "/proc/vmstat");
-        v = read_oom_kills(S.oom.path);
-    }
-    if (v < 0) S.oom.path[0] = 0;
-    S.oom.seen = v < 0 ? 0 : (uint64_t)v;
-}
-
-/* OOM kills counted since the last read become credit stamped now; credit too old to explain a
-   death is dropped. Read each second, so that old kills are not taken for recent ones. */
-static void oom_read(uint64_t now)
-{
-    if (!S.oom.path[0]) return;
-    S.oom.next_read = now + OOM_READ_NS;
-    int64_t v = read_oom_kills(S.oom.path);
-    if (v >= 0 && (uint64_t)v > S.oom.seen) {
-        S.oom.credit += (unsigned)((uint64_t)v - S.oom.seen);
-        S.oom.credit_at = now;
-    }
-    if (v >= 0) S.oom.seen = (uint64_t)v;
-    if (S.oom.credit && now - S.oom.credit_at > OOM_CREDIT_NS) S.oom.credit = 0;
-}
-
-/* Whether a worker dead of a SIGKILL that our watchdog did not send was killed by the OOM
-   killer: a recent OOM kill not yet matched to another dead worker. The kernel counts a kill
-   right after sending the signal, in the killing task; when that task is the victim (the usual
-   case: the worker that allocates is the biggest), the count is there before the worker can be
-   reaped. When the killer is another task, a reap may in rare cases come first and the kill is
-   taken for an outside one. */
-static bool oom_killed(uint64_t now)
-{
-    oom_read(now);
-    if (!S.oom.credit) return false;
-    S.oom.credit--;
-    return true;
-}
-
 static bool crash_loop(uint64_t now)
 {
     S.deaths[S.ndeaths++ % CRASH_WINDOW_DEATHS] = now;
@@ -311,7 +230,7 @@ static bool reap(uint64_t now)
            everything else is: a crash, an error exit, our own watchdog's kill, the OOM killer's
            (matched here even for a leaving worker, so that its kill is not matched to another). */
         bool sigkill = WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL && !dead.watchdog;
-        bool oom = sigkill && oom_killed(now), external = sigkill && !oom;
+        bool oom = sigkill && ivy__oom_killed(&S.oom, now), external = sigkill && !oom;
         if (dead.retiring || S.stopping) continue;
         char why[96];
         if (oom)
@@ -544,7 +463,7 @@ int ivy_cluster_run(const struct ivy_cluster_options *o)
         log_line("serving %s on %s: %d workers, watchdog %g s, graceful timeout %g s", o->app_name,
                  listen, S.nseats, S.timeout, o->graceful_timeout > 0 ? o->graceful_timeout : 30);
     connection_protection();
-    oom_setup();
+    ivy__oom_setup(&S.oom);
     for (int s = 0; s < S.nseats; s++) {
         S.seats[s].cpu = cpus[s % ncpus];
         if (spawn(s, false) < 0) S.seats[s].respawn_at = S.seats[s].retry_at;
@@ -574,7 +493,7 @@ int ivy_cluster_run(const struct ivy_cluster_options *o)
             }
             continue;
         }
-        if (now >= S.oom.next_read) oom_read(now);
+        if (now >= S.oom.next_read) ivy__oom_read(&S.oom, now);
         respawn_due(now);
         watchdog(now);
         replace_step(now);
