@@ -4,9 +4,9 @@
  *
  * The hot path is one receive, one parse pass and one send per batch: every complete request
  * in what arrived is parsed (apps/http_parse.c) and answered into one output buffer, which
- * leaves in one ivy_sendall; the hello response is prebuilt once per second (its Date changes),
- * so answering it is a memcpy. Nothing is allocated per request: input and output buffers come
- * from per-worker free lists.
+ * leaves in one send (ivy__http_send); the hello response is prebuilt once per second
+ * (its Date changes), so answering it is a memcpy. Nothing is allocated per request: input and
+ * output buffers come from per-worker free lists.
  *
  * Buffers and quiet connections (the buffers are apps/http_conn.c's): a connection that had a
  * request within HOT_SECONDS keeps its buffers and receives straight into its input buffer (one
@@ -27,6 +27,10 @@
  *   a byte ends it (nginx's client_body_timeout). Either is answered 408 Request Timeout with
  *   Connection: close, then the lingering close. Only waits for the client's bytes count:
  *   computing a response (/sleep) and sending it do not.
+ * - Send: every response byte leaves through ivy__http_send (http_conn.c). A send the kernel
+ *   takes whole at once arms no timer; once one cannot (the client does not read), the
+ *   connection is closed, without more ado, when send_timeout passes with no byte taken, the
+ *   clock restarting with each partial send (nginx's send_timeout).
  *
  * Connection state: `in[off, len)` are received bytes not yet consumed. A request whose body
  * is still arriving is remembered as scalars (route, keep-alive), not as parser slices, because
@@ -69,6 +73,7 @@ static __thread struct {
     double hot_wait;   /* an idle hot wait: HOT_SECONDS, or the keep-alive timeout if shorter */
     double cold_wait;  /* the cold wait after a hot one: 0 none, < 0: the hot one's end closes */
     double request;    /* the request timeout, 0: none */
+    double send;       /* the send timeout, 0: none */
     /* The parsed head: every field we need is copied out before the thread can switch, so
      * one per worker serves all connections, and 3 KiB less stack is touched per connection. */
     struct ivy_http_request req;
@@ -106,7 +111,7 @@ static int flush(struct http_conn *c)
 {
     int rc = 0;
     if (c->out_len) {
-        ssize_t n = ivy_sendall(c->fd, c->out, c->out_len);
+        ssize_t n = ivy__http_send(c, c->out, c->out_len, app.send);
         if (n < 0) rc = (int)n;
         c->bytes_out += c->out_len;
         c->out_len = 0;
@@ -158,7 +163,7 @@ static int respond(struct http_conn *c, int status, const char *ctype, const cha
     }
     int rc = flush(c);
     if (rc < 0) return rc;
-    ssize_t s = ivy_sendall(c->fd, body, blen);
+    ssize_t s = ivy__http_send(c, body, blen, app.send);
     c->bytes_out += blen;
     return s < 0 ? (int)s : 0;
 }
@@ -479,6 +484,7 @@ void ivy_http_app(int listen_fd, void *arg)
     app.hello_time = -1;
     double ka = o ? o->keepalive_timeout : 0;
     app.request = o ? o->request_timeout : 0;
+    app.send = o ? o->send_timeout : 0;
     app.fresh_wait = ka;
     app.hot_wait = ka > 0 && ka < HOT_SECONDS ? ka : HOT_SECONDS;
     app.cold_wait = ka > 0 ? (ka > HOT_SECONDS ? ka - HOT_SECONDS : -1) : 0;

@@ -4,9 +4,11 @@
 
 #include <stdbool.h>
 
-/* `ivy serve`'s defaults, nginx's: keepalive_timeout 75 s, client_header/body_timeout 60 s. */
+/* `ivy serve`'s defaults, nginx's: keepalive_timeout 75 s, client_header/body_timeout 60 s,
+ * send_timeout 60 s. */
 #define IVY_HTTP_KEEPALIVE_TIMEOUT 75.0
 #define IVY_HTTP_REQUEST_TIMEOUT   60.0
+#define IVY_HTTP_SEND_TIMEOUT      60.0
 #define IVY_HTTP_TIMEOUT_MAX       86400.0 /* a day: longer, say 0 */
 
 /* Seconds, 0 for never (the zeroed struct, or NULL options, sets no timeout at all). */
@@ -19,6 +21,10 @@ struct ivy_http_app_options {
      * first wait for the rest of it, and each receive of the body within this long of the
      * previous one; otherwise 408 Request Timeout, and the connection is closed. */
     double request_timeout;
+    /* A response the kernel cannot take at once (the client is not reading) must make progress:
+     * once this long passes with no byte of it taken, the connection is closed, no response
+     * possible. The clock restarts with each partial send. */
+    double send_timeout;
 };
 
 /* An ivy_app_fn: accepts on listen_fd until the worker drains. arg: the options or NULL.

@@ -1,7 +1,8 @@
 /*
- * The http app's connection buffers (the connection loop, its receives and timeouts are
- * http_app.c's): per-worker pools of input and output buffers, growing an input buffer, giving
- * both back when a connection goes quiet, the cold wait that holds no buffer, the lingering close.
+ * The http app's connection buffers and the I/O off its hot path (the connection loop, its
+ * receives and timeouts are http_app.c's): per-worker pools of input and output buffers, growing
+ * an input buffer, giving both back when a connection goes quiet, the cold wait that holds no
+ * buffer, sending under the send timeout, the lingering close.
  *
  * A quiet connection waits through an ivy_reader, whose receive takes a ring buffer only when
  * bytes arrive, so it holds no buffer of ours (about 5 KiB of RSS each, its stack and reader).
@@ -138,6 +139,31 @@ void ivy__http_go_cold(struct http_conn *c)
     shed(c->out, c->out ? IVY_HTTP_OUT_SIZE : 0);
     release_in(c);
     release_out(c);
+}
+
+ssize_t ivy__http_send(struct http_conn *c, const char *buf, size_t len, double timeout)
+{
+    if (timeout <= 0) return ivy_sendall(c->fd, buf, len);
+    size_t sent = 0;
+    ssize_t n;
+    if (!c->send_waits) {
+        /* The hot path: the last send found room, so this one almost surely does too. */
+        if ((n = ivy_send(c->fd, buf, len)) < 0 || (size_t)n == len) return n;
+        sent = (size_t)n;
+        c->send_waits = true;
+    }
+    do {
+        /* ivy_send returns once the kernel takes some bytes: each scope times one wait for
+         * progress, so the clock restarts with every partial send. */
+        struct ivy_timeout to;
+        if ((n = ivy_timeout_begin(&to, timeout)) < 0) return n;
+        n = ivy_send(c->fd, buf + sent, len - sent);
+        ivy_timeout_end(&to);
+        if (n < 0) return n;
+        if (!sent && (size_t)n == len) c->send_waits = false; /* taken whole: room again */
+        sent += (size_t)n;
+    } while (sent < len);
+    return (ssize_t)len;
 }
 
 void ivy__http_linger(int fd)

@@ -45,6 +45,7 @@ struct http_conn {
     unsigned nreq; /* answered since the last ivy_worker_count */
     uint64_t bytes_in, bytes_out;
     uint64_t head_since;        /* ivy_now_ns() of the first wait for the head's rest; 0: none */
+    bool send_waits;            /* the last send waited for room: scope sends from the first byte */
     struct http_pending p;      /* rewritten per request: small, so that costs a few stores */
     struct ivy_http_chunked ch; /* set up only for a chunked body */
 };
@@ -70,6 +71,18 @@ char *ivy__http_out_get(void); /* a pooled IVY_HTTP_OUT_SIZE output buffer, or N
 
 /* Gives back every buffer the connection holds, and frees its reader. */
 void ivy__http_conn_release(struct http_conn *c);
+
+/*
+ * Sends buf[0, len) whole: len, or a negative error; -ETIMEDOUT once timeout seconds (0: no
+ * limit) pass with no byte taken by the kernel, the clock restarting with each partial send.
+ * Hot, a send arms no timer: the first ivy_send goes without one, and only what it leaves waits
+ * under a scope. After a send that had to wait (send_waits), sends are scoped from their first
+ * byte until one is taken whole at once. The corner left: a send taken whole that leaves the
+ * socket with no room at all (the kernel fills its last segment before it checks its limit)
+ * makes the next one wait unscoped; closing it needs a ring send that answers -EAGAIN rather
+ * than waiting (io/).
+ */
+ssize_t ivy__http_send(struct http_conn *c, const char *buf, size_t len, double timeout);
 
 /* After the last response: stops sending and reads what the peer still sends until it closes
  * (at most a second and 1 MiB), so that closing does not reset the connection before the peer

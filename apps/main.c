@@ -43,6 +43,10 @@ static void serve_usage(FILE *out)
           "                            more of it (the clock does not restart), or its body with\n"
           "                            no byte for S seconds (restarts with each receive)\n"
           "                            (default 60, 0 never)\n"
+          "  --send-timeout S          http: close a connection, without more ado, when sending\n"
+          "                            its responses makes no progress for S seconds (the client\n"
+          "                            does not read; restarts with each partial send)\n"
+          "                            (default 60, 0 never)\n"
           "  --stats-listen HOST:PORT  serve Prometheus metrics at /metrics\n"
           "  --quiet                   no start-up lines\n"
           "signals: TERM/INT drain and exit 0, QUIT stops at once, HUP replaces the workers\n"
@@ -100,6 +104,7 @@ static int cmd_serve(int argc, char **argv, char **main_argv)
     static struct ivy_http_app_options http_opts = {
         .keepalive_timeout = IVY_HTTP_KEEPALIVE_TIMEOUT,
         .request_timeout = IVY_HTTP_REQUEST_TIMEOUT,
+        .send_timeout = IVY_HTTP_SEND_TIMEOUT,
     };
     struct ivy_cluster_options o = {.app_name = "http", .argv = main_argv};
     enum {
@@ -113,7 +118,8 @@ static int cmd_serve(int argc, char **argv, char **main_argv)
         O_QUIET,
         O_TEST,
         O_KEEPALIVE,
-        O_REQUEST
+        O_REQUEST,
+        O_SEND
     };
     static const struct option opts[] = {
         {"app", required_argument, 0, O_APP},
@@ -127,6 +133,7 @@ static int cmd_serve(int argc, char **argv, char **main_argv)
         {"test-routes", no_argument, 0, O_TEST},
         {"keepalive-timeout", required_argument, 0, O_KEEPALIVE},
         {"request-timeout", required_argument, 0, O_REQUEST},
+        {"send-timeout", required_argument, 0, O_SEND},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -190,6 +197,9 @@ static int cmd_serve(int argc, char **argv, char **main_argv)
         case O_REQUEST:
             if (!parse_http_timeout("request-timeout", optarg, &http_opts.request_timeout))
                 return 2;
+            break;
+        case O_SEND:
+            if (!parse_http_timeout("send-timeout", optarg, &http_opts.send_timeout)) return 2;
             break;
         case 'h':
             serve_usage(stdout);

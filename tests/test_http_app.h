@@ -172,17 +172,26 @@ static inline void *client_main(void *arg)
     return NULL;
 }
 
-static inline void serve_while(void (*fn)(int port), struct ivy_http_app_options opts)
+/* sndbuf: the SO_SNDBUF of the listener, which accepted sockets inherit (0: the system's). */
+static inline void serve_while_sndbuf(void (*fn)(int port), struct ivy_http_app_options opts,
+                                      int sndbuf)
 {
     struct run r = {.fn = fn, .opts = opts};
     r.lfd = ivy_listen("127.0.0.1", 0, 128, 0);
     assert_true(r.lfd >= 0);
+    if (sndbuf)
+        assert_int_equal(setsockopt(r.lfd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf), 0);
     r.port = ivy_local_port(r.lfd);
     assert_non_null(ivy_spawn(server_main, &r));
     ivy_detach(ivy_spawn(client_main, &r));
     assert_int_equal(ivy_run(), 0);
     assert_true(r.done);
     ivy_close(r.lfd);
+}
+
+static inline void serve_while(void (*fn)(int port), struct ivy_http_app_options opts)
+{
+    serve_while_sndbuf(fn, opts, 0);
 }
 
 /* A test: fn run as a client of a fresh server; the rest: the server's option fields. */

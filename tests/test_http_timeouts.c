@@ -1,8 +1,9 @@
 /*
  * Tests for the http app's timeouts (apps/http_app.c): keep-alive (a connection waiting for a
- * request, nothing of it received, is closed without a response) and request (a head not
+ * request, nothing of it received, is closed without a response), request (a head not
  * complete within the timeout of its first wait, or a body with no byte for that long, gets
- * 408 and a close). Small values (0.3 s) against the in-process server of test_http_app.h;
+ * 408 and a close) and send (a response that makes no progress for that long: a close). Small
+ * values (0.3 s) against the in-process server of test_http_app.h;
  * then `ivy serve`'s options: their validation, and that they reach the workers.
  *
  * Times are asserted as windows: never before the timeout (less a little for the time the
@@ -14,6 +15,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 
@@ -232,6 +234,174 @@ static void slow_response(int port)
 SERVED(sleep_longer_than_the_request_timeout_still_answers, slow_response, .request_timeout = T,
        .keepalive_timeout = T)
 
+/* ---- send --------------------------------------------------------------------------------- */
+
+enum { ECHO_BODY = 1 << 20 };
+
+/* Pipelined POST /echo requests of ECHO_BODY bytes each, byte i of a body echo_byte(i). */
+struct echoes {
+    int fd, count;
+    char *req;
+    size_t len;
+    ivy_thread *sender;
+};
+
+static char echo_byte(size_t i)
+{
+    return (char)(i * 7 % 251);
+}
+
+static void *put_echoes(void *arg)
+{
+    struct echoes *e = arg;
+    ivy_sendall(e->fd, e->req, e->len); /* fails if the server closes first: one test's aim */
+    return NULL;
+}
+
+/* A client with a receive buffer of rcvbuf bytes, read (if at all) with recv(2), not ivy_recv,
+ * so that what the kernel holds for it stays there. Its requests leave from a thread of their
+ * own: the server stops reading while its sends wait, and then so must they. */
+/* body 0: GET / instead, whose responses are small. */
+static void send_echoes(struct echoes *e, int count, size_t body, int port, int rcvbuf)
+{
+    e->count = count;
+    e->fd = ivy_connect("127.0.0.1", port, 5.0);
+    assert_true(e->fd >= 0);
+    assert_int_equal(setsockopt(e->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf), 0);
+    char head[128];
+    int hn = body ? snprintf(head, sizeof head,
+                             "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: %zu\r\n\r\n", body)
+                  : snprintf(head, sizeof head, "GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    e->len = (size_t)count * ((size_t)hn + body);
+    char *p = e->req = malloc(e->len);
+    for (int k = 0; k < count; k++) {
+        memcpy(p, head, (size_t)hn);
+        p += hn;
+        for (size_t i = 0; i < body; i++)
+            *p++ = echo_byte(i);
+    }
+    assert_non_null(e->sender = ivy_spawn(put_echoes, e));
+}
+
+static void end_echoes(struct echoes *e)
+{
+    assert_int_equal(ivy_join(e->sender, NULL), 0);
+    ivy_close(e->fd);
+    free(e->req);
+}
+
+/* conns_open of the worker's /stats, asked on c. */
+static int conns_open(struct client *c)
+{
+    PUT(c, "GET /stats HTTP/1.1\r\nHost: a\r\n\r\n");
+    char *r = response(c);
+    assert_non_null(r);
+    char *at = strstr(r, "\"conns_open\":");
+    assert_non_null(at);
+    int n = atoi(at + 13);
+    free(r);
+    return n;
+}
+
+/* A client that never reads its responses: once the server's sends stop making progress, its
+ * connection is closed after the timeout, while another client is answered all along. With
+ * large responses (full 64 KiB segments) the stall cannot have begun before bytes last reached
+ * the client (strict): nothing reads them, so what the server sent after its receive queue
+ * stopped growing is still in the server's buffer. Small segments the client's kernel may
+ * compact later and take more, so then only the start bounds the stall from below. */
+static void never_reads(int port, int count, size_t body, bool strict)
+{
+    struct client *s = client_new(port);
+    assert_int_equal(conns_open(s), 1);
+    struct echoes e;
+    send_echoes(&e, count, body, port, 64 << 10);
+    int queued = -1, q, open = 0, asked = 0;
+    bool seen = false;
+    uint64_t t0 = ivy_now_ns(), last_growth = t0;
+    while (!(seen && open == 1) && since(t0) < 5.0) {
+        ivy_sleep(0.02);
+        assert_int_equal(ioctl(e.fd, FIONREAD, &q), 0);
+        if (q != queued) {
+            queued = q;
+            last_growth = ivy_now_ns();
+        }
+        open = conns_open(s); /* answered at once while the other connection waits */
+        seen = seen || open == 2;
+        asked++;
+    }
+    double at = since(last_growth), total = since(t0);
+    print_message("  closed %.3f s after the client last received, %.3f s after the start (%d KiB "
+                  "queued), %d /stats\n",
+                  at, total, queued >> 10, asked);
+    assert_int_equal(open, 1);
+    assert_true(queued > 0);
+    assert_true((strict ? at : total) >= T - 0.05);
+    assert_true(at <= 2.0);
+    end_echoes(&e);
+    client_free(s);
+}
+
+/* 10 MiB to answer, more than the kernel buffers: sends end partial. */
+static void never_reads_echoes(int port)
+{
+    never_reads(port, 10, ECHO_BODY, true);
+}
+
+SERVED(send_timeout_closes_a_connection_that_never_reads, never_reads_echoes, .send_timeout = T)
+
+/* 64 Ki hellos, 10 MiB of responses in 16 KiB batches: each send is taken whole until the
+ * buffers are full, then one finds no room at all (the wait that must not be without a limit). */
+static void never_reads_hellos(int port)
+{
+    never_reads(port, 1 << 16, 0, false);
+}
+
+SERVED(send_timeout_closes_a_connection_whose_small_responses_fill_its_buffers, never_reads_hellos,
+       .send_timeout = T)
+
+/* A reader slower than the server but steady, 256 KiB every 0.1 s (well within the timeout),
+ * from a server whose send buffer holds 512 KiB: each chunk read lets the server send more, so
+ * nothing times out, though the transfer takes several times the timeout, and so does each
+ * response's send (a 1 MiB body). (The kernel wakes a blocked sender once a third or so of its
+ * buffer is free: a reader must free that much within the timeout, as with nginx's.) */
+static void slow_reader(int port)
+{
+    struct echoes e;
+    send_echoes(&e, 4, ECHO_BODY, port, 128 << 10);
+    size_t cap = (size_t)e.count * (ECHO_BODY + 4096), got = 0, hl = 0;
+    char *buf = malloc(cap), *end;
+    uint64_t t0 = ivy_now_ns();
+    while (!hl || got < e.count * (hl + ECHO_BODY)) {
+        ivy_sleep(0.1);
+        ssize_t n =
+            recv(e.fd, buf + got, cap - got < 256 << 10 ? cap - got : 256 << 10, MSG_DONTWAIT);
+        if (n == 0 || (n < 0 && errno != EAGAIN))
+            fail_msg("closed after %zu bytes, %.2f s: %s", got, since(t0),
+                     n ? strerror(errno) : "eof");
+        got += n > 0 ? (size_t)n : 0;
+        if (!hl && (end = memmem(buf, got, "\r\n\r\n", 4))) hl = (size_t)(end - buf) + 4;
+        assert_true(since(t0) < 20);
+    }
+    print_message("  %zu bytes in %.2f s\n", got, since(t0));
+    assert_int_equal(got, e.count * (hl + ECHO_BODY));
+    assert_true(since(t0) > 3 * T);
+    for (int k = 0; k < e.count; k++) {
+        char *r = buf + k * (hl + ECHO_BODY), head[512];
+        memcpy(head, r, hl);
+        head[normalise(head, hl)] = 0;
+        assert_string_equal(head, ECHO_HEAD(1048576));
+        for (size_t i = 0; i < ECHO_BODY; i++)
+            if (r[hl + i] != echo_byte(i)) fail_msg("response %d: byte %zu differs", k, i);
+    }
+    free(buf);
+    end_echoes(&e);
+}
+
+static void send_timeout_spares_a_slow_but_steady_reader(void **state)
+{
+    serve_while_sndbuf(slow_reader, (struct ivy_http_app_options){.send_timeout = T}, 256 << 10);
+}
+
 /* ---- ivy serve's options ------------------------------------------------------------------ */
 
 static char ivy_bin[512];
@@ -254,8 +424,10 @@ static void serve_rejects_bad_timeouts_with_status_2(void **state)
     static const char *bad[] = {"-1", "abc", "", "1s", "nan", "inf", "86401"};
     char out[4096], args[128];
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        for (int which = 0; which < 2; which++) {
-            const char *opt = which ? "--request-timeout" : "--keepalive-timeout";
+        for (int which = 0; which < 3; which++) {
+            static const char *opts[] = {"--keepalive-timeout", "--request-timeout",
+                                         "--send-timeout"};
+            const char *opt = opts[which];
             snprintf(args, sizeof args, "%s '%s'", opt, bad[i]);
             assert_int_equal(serve_cli(args, out, sizeof out), 2);
             char want[128];
@@ -267,6 +439,7 @@ static void serve_rejects_bad_timeouts_with_status_2(void **state)
     assert_int_equal(serve_cli("--help", out, sizeof out), 0);
     assert_non_null(strstr(out, "  --keepalive-timeout S "));
     assert_non_null(strstr(out, "  --request-timeout S "));
+    assert_non_null(strstr(out, "  --send-timeout S "));
 }
 
 /* A real `ivy serve` with both at 0.3 s: the options reach the worker. */
@@ -325,6 +498,9 @@ int main(void)
         cmocka_unit_test(trickled_body_restarts_its_clock_with_each_receive),
         cmocka_unit_test(slowloris_does_not_hold_up_other_clients),
         cmocka_unit_test(sleep_longer_than_the_request_timeout_still_answers),
+        cmocka_unit_test(send_timeout_closes_a_connection_that_never_reads),
+        cmocka_unit_test(send_timeout_closes_a_connection_whose_small_responses_fill_its_buffers),
+        cmocka_unit_test(send_timeout_spares_a_slow_but_steady_reader),
         cmocka_unit_test(serve_rejects_bad_timeouts_with_status_2),
         cmocka_unit_test(serve_applies_both_timeouts),
     };
