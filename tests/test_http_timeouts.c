@@ -404,13 +404,11 @@ static void send_timeout_spares_a_slow_but_steady_reader(void **state)
 
 /* ---- ivy serve's options ------------------------------------------------------------------ */
 
-static char ivy_bin[512];
-
 /* `ivy serve ARGS`: its exit status, with its stdout and stderr in out. */
 static int serve_cli(const char *args, char *out, size_t cap)
 {
     char cmd[1024];
-    snprintf(cmd, sizeof cmd, "%s serve %s 2>&1", ivy_bin, args);
+    snprintf(cmd, sizeof cmd, "%s serve %s 2>&1", ivy_binary(), args);
     FILE *p = popen(cmd, "r");
     assert_non_null(p);
     size_t n = fread(out, 1, cap - 1, p);
@@ -453,7 +451,7 @@ static void serve_applies_both_timeouts(void **state)
     if (pid == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         dup2(open("/dev/null", O_WRONLY), STDOUT_FILENO);
-        execl(ivy_bin, ivy_bin, "serve", "--listen", listen, "--workers", "1", "--quiet",
+        execl(ivy_binary(), ivy_binary(), "serve", "--listen", listen, "--workers", "1", "--quiet",
               "--keepalive-timeout", "0.3", "--request-timeout", "0.3", (char *)NULL);
         _exit(127);
     }
@@ -484,8 +482,6 @@ static void serve_applies_both_timeouts(void **state)
 
 int main(void)
 {
-    const char *dir = getenv("IVY_BUILD_DIR");
-    snprintf(ivy_bin, sizeof ivy_bin, "%s/apps/ivy", dir ? dir : "build");
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(idle_keepalive_connection_closes_after_the_timeout_not_before),

@@ -27,14 +27,12 @@
 
 #include "util.h"
 
-static char ivy_bin[512];
-
 /* Starts `ivy serve` with extra arguments; returns the supervisor's pid once it answers. */
 static pid_t serve(int port, const char *const *extra)
 {
     char listen[32];
     snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
-    const char *argv[32] = {ivy_bin, "serve", "--listen", listen, "--quiet"};
+    const char *argv[32] = {ivy_binary(), "serve", "--listen", listen, "--quiet"};
     int n = 5;
     for (; extra && *extra; extra++)
         argv[n++] = *extra;
@@ -45,7 +43,7 @@ static pid_t serve(int port, const char *const *extra)
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         int devnull = open("/dev/null", O_WRONLY);
         dup2(devnull, STDOUT_FILENO);
-        execv(ivy_bin, (char **)argv);
+        execv(ivy_binary(), (char **)argv);
         _exit(127);
     }
     int fd = -1;
@@ -126,7 +124,7 @@ static void curl_and_raw_clients_reach_both_workers(void **state)
     }
     assert_int_equal(bodies, 2);
     close(fd);
-    snprintf(cmd, sizeof cmd, "%s stats %d --once", ivy_bin, (int)sup);
+    snprintf(cmd, sizeof cmd, "%s stats %d --once", ivy_binary(), (int)sup);
     const char *table = run(cmd);
     assert_non_null(strstr(table, "ivy http on 127.0.0.1:"));
     assert_non_null(strstr(table, "\n0 "));
@@ -199,7 +197,7 @@ static void load_count_matches_serve_counters(void **state)
     int port = free_port();
     pid_t sup = serve(port, (const char *[]){"--workers", "2", NULL});
     char cmd[1024];
-    snprintf(cmd, sizeof cmd, "%s load 127.0.0.1:%d/ -c 8 -d 1 -t 1 --json", ivy_bin, port);
+    snprintf(cmd, sizeof cmd, "%s load 127.0.0.1:%d/ -c 8 -d 1 -t 1 --json", ivy_binary(), port);
     const char *out = run(cmd);
     const char *p = strstr(out, "\"requests\": ");
     assert_non_null(p);
@@ -220,8 +218,6 @@ static void load_count_matches_serve_counters(void **state)
 
 int main(void)
 {
-    const char *dir = getenv("IVY_BUILD_DIR");
-    snprintf(ivy_bin, sizeof ivy_bin, "%s/apps/ivy", dir ? dir : "build");
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(curl_and_raw_clients_reach_both_workers),

@@ -3,6 +3,8 @@
 #define IVY_TEST_UTIL_H
 
 #include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -51,4 +53,14 @@ static inline size_t read_all(int fd, char *buf, size_t cap)
     return got;
 }
 
+/* The `ivy` command of the build under test (ctest sets IVY_BUILD_DIR). */
+static inline const char *ivy_binary(void)
+{
+    static char path[512];
+    if (!path[0]) {
+        const char *dir = getenv("IVY_BUILD_DIR");
+        snprintf(path, sizeof path, "%s/apps/ivy", dir ? dir : "build");
+    }
+    return path;
+}
 #endif
