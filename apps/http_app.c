@@ -3,7 +3,7 @@
  * sockets, one green thread per connection.
  *
  * The hot path is one receive, one parse pass and one send per batch: every complete request
- * in what arrived is parsed (apps/http_parse.c) and answered into one output buffer, which
+ * in what arrived is parsed (http/parse.c) and answered into one output buffer, which
  * leaves in one send (ivy__http_send); the hello response is prebuilt once per second
  * (its Date changes), so answering it is a memcpy. Nothing is allocated per request: input and
  * output buffers come from per-worker free lists.

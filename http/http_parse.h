@@ -1,7 +1,7 @@
-/* HTTP/1.1 request parsing and response writing for the http app: pure functions over caller
+/* HTTP/1.1 request parsing and response writing for the HTTP server (http/): pure functions over caller
  * buffers, no allocation, no I/O. The parser returns slices into the caller's buffer, so the
- * buffer must outlive the parsed request. Implemented in http_parse.c (request heads),
- * http_chunked.c (chunked bodies) and http_write.c (responses).
+ * buffer must outlive the parsed request. Implemented in parse.c (request heads),
+ * chunked.c (chunked bodies) and write.c (responses).
  *
  * Errors are negative errnos, each standing for the status the server answers with:
  *   -EBADMSG          400 malformed request (framing, syntax, duplicate Host/Content-Length)
@@ -27,8 +27,8 @@
  *     (RFC 9112 §6.3); other codings before chunked are 501; with Content-Length, or in an
  *     HTTP/1.0 request, it is 400 (smuggling defences, RFC 9112 §6.1).
  */
-#ifndef IVY_APPS_HTTP_PARSE_H
-#define IVY_APPS_HTTP_PARSE_H
+#ifndef IVY_HTTP_PARSE_IMPL_H
+#define IVY_HTTP_PARSE_IMPL_H
 
 #include <stdbool.h>
 #include <stddef.h>
