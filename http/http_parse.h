@@ -1,5 +1,5 @@
-/* HTTP/1.1 request parsing and response writing for the HTTP server (http/): pure functions over caller
- * buffers, no allocation, no I/O. The parser returns slices into the caller's buffer, so the
+/* HTTP/1.1 request parsing and response writing for the HTTP server (http/): pure functions over
+ * caller buffers, no allocation, no I/O. The parser returns slices into the caller's buffer, so the
  * buffer must outlive the parsed request. Implemented in parse.c (request heads),
  * chunked.c (chunked bodies) and write.c (responses).
  *
