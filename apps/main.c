@@ -29,26 +29,28 @@ static void usage(FILE *out)
 static void serve_usage(FILE *out)
 {
     fputs("usage: ivy serve [options]\n"
-          "  --app http|echo           the application (default http)\n"
+          "  --app http|echo|./x.so    the application (default http), or an app module: a\n"
+          "                            shared object exporting ivy_module (ivy/cluster.h)\n"
           "  --listen HOST:PORT        address to listen on (default 127.0.0.1:8080)\n"
           "  --workers N               worker processes (default: CPUs in the affinity mask)\n"
-          "  --timeout S               kill a worker silent for S seconds (default 30, 0 off)\n"
+          "  --timeout S               kill a worker silent for S seconds (default 30, or off)\n"
           "  --graceful-timeout S      drain time on SIGTERM/SIGINT/SIGHUP (default 30)\n"
           "  --max-requests N          recycle a worker after N requests (default never)\n"
           "  --keepalive-timeout S     http: close a connection waiting S seconds for a request\n"
           "                            with nothing of it received, without a response\n"
-          "                            (default 75, 0 never)\n"
+          "                            (default 75, or off)\n"
           "  --request-timeout S       http: answer 408 and close when a started request stalls:\n"
           "                            its head not complete S seconds after the first wait for\n"
           "                            more of it (the clock does not restart), or its body with\n"
           "                            no byte for S seconds (restarts with each receive)\n"
-          "                            (default 60, 0 never)\n"
+          "                            (default 60, or off)\n"
           "  --send-timeout S          http: close a connection, without more ado, when sending\n"
           "                            its responses makes no progress for S seconds (the client\n"
           "                            does not read; restarts with each partial send)\n"
-          "                            (default 60, 0 never)\n"
+          "                            (default 60, or off)\n"
           "  --stats-listen HOST:PORT  serve Prometheus metrics at /metrics\n"
           "  --quiet                   no start-up lines\n"
+          "0 for any limit means its default.\n"
           "signals: TERM/INT drain and exit 0, QUIT stops at once, HUP replaces the workers\n"
           "one at a time.\n",
           out);
@@ -81,6 +83,18 @@ static int parse_listen(const char *s, const char **host, int *port)
     return 0;
 }
 
+static bool parse_seconds(const char *s, double *out);
+
+/* Seconds, or "off" (a negative number: ivy's rule for options, include/ivy/http.h). */
+static bool parse_limit(const char *s, double *out)
+{
+    if (!strcmp(s, "off")) {
+        *out = -1;
+        return true;
+    }
+    return parse_seconds(s, out);
+}
+
 static bool parse_seconds(const char *s, double *out)
 {
     char *end;
@@ -90,22 +104,18 @@ static bool parse_seconds(const char *s, double *out)
     return true;
 }
 
-/* An http timeout option's seconds: 0 (never) up to IVY_HTTP_TIMEOUT_MAX. */
+/* An http timeout option's seconds, up to IVY_HTTP_TIMEOUT_MAX, or off. */
 static bool parse_http_timeout(const char *name, const char *s, double *out)
 {
-    if (parse_seconds(s, out) && *out <= IVY_HTTP_TIMEOUT_MAX) return true;
-    fprintf(stderr, "ivy serve: bad --%s '%s': seconds from 0 (never) to %.0f\n", name, s,
-            IVY_HTTP_TIMEOUT_MAX);
+    if (parse_limit(s, out) && *out <= IVY_HTTP_TIMEOUT_MAX) return true;
+    fprintf(stderr, "ivy serve: bad --%s '%s': seconds up to %.0f, 0 for the default, or off\n",
+            name, s, IVY_HTTP_TIMEOUT_MAX);
     return false;
 }
 
 static int cmd_serve(int argc, char **argv, char **main_argv)
 {
-    static struct ivy_http_app_options http_opts = {
-        .keepalive_timeout = IVY_HTTP_KEEPALIVE_TIMEOUT,
-        .request_timeout = IVY_HTTP_REQUEST_TIMEOUT,
-        .send_timeout = IVY_HTTP_SEND_TIMEOUT,
-    };
+    static struct ivy_http_app_options http_opts; /* 0: the defaults */
     struct ivy_cluster_options o = {.app_name = "http", .argv = main_argv};
     enum {
         O_APP = 256,
@@ -143,11 +153,17 @@ static int cmd_serve(int argc, char **argv, char **main_argv)
         char *end = NULL;
         switch (c) {
         case O_APP:
-            if (strcmp(optarg, "http") && strcmp(optarg, "echo")) {
-                fprintf(stderr, "ivy serve: unknown app '%s' (http or echo)\n", optarg);
+            if (strchr(optarg, '/')) { /* an app module */
+                o.module = optarg;
+                o.app_name = strrchr(optarg, '/') + 1;
+            } else if (!strcmp(optarg, "http") || !strcmp(optarg, "echo")) {
+                o.app_name = strcmp(optarg, "http") ? "echo" : "http";
+            } else {
+                fprintf(stderr,
+                        "ivy serve: unknown app '%s' (http, echo, or a module's path: ./x.so)\n",
+                        optarg);
                 return 2;
             }
-            o.app_name = strcmp(optarg, "http") ? "echo" : "http";
             break;
         case O_LISTEN:
             if (parse_listen(optarg, &o.host, &o.port) < 0) {
@@ -168,8 +184,7 @@ static int cmd_serve(int argc, char **argv, char **main_argv)
             }
             break;
         case O_TIMEOUT:
-            if (!parse_seconds(optarg, &o.timeout)) goto bad_seconds;
-            if (o.timeout == 0) o.timeout = -1; /* 0 on the command line: off */
+            if (!parse_limit(optarg, &o.timeout)) goto bad_seconds;
             break;
         case O_GRACE:
             if (!parse_seconds(optarg, &o.graceful_timeout)) goto bad_seconds;
@@ -217,7 +232,14 @@ static int cmd_serve(int argc, char **argv, char **main_argv)
         fprintf(stderr, "ivy serve: unexpected argument '%s'\n", argv[optind]);
         return 2;
     }
-    if (!strcmp(o.app_name, "echo")) {
+    static struct ivy_http_options module_http;
+    if (o.module) {
+        /* The module's handler (if it is an HTTP one) runs with the command line's timeouts. */
+        module_http.keepalive_timeout = http_opts.keepalive_timeout;
+        module_http.request_timeout = http_opts.request_timeout;
+        module_http.send_timeout = http_opts.send_timeout;
+        o.http = &module_http;
+    } else if (!strcmp(o.app_name, "echo")) {
         o.app = ivy_echo_app;
     } else {
         o.app = ivy_http_app;

@@ -68,6 +68,11 @@ void ivy__stats_table(const struct ivy_stats_shm *s, FILE *out, const uint64_t *
 
 uint64_t ivy__mono_ns(void);
 
+/* App modules (cluster/module.c): both 0, or -1 with the cause in err. */
+struct ivy_module;
+int ivy__module_load(const char *path, const struct ivy_module **m, char *err, size_t cap);
+int ivy__module_check(const char *path, char *err, size_t cap); /* in a child process */
+
 /* Worker side (cluster/worker.c), called by the supervisor in the forked child. */
 struct ivy_cluster_options;
 void ivy__worker_main(const struct ivy_cluster_options *o, struct ivy_stats_shm *shm,

@@ -397,6 +397,7 @@ static int cpus_in_mask(int *cpus, int max)
 static int handle_signals(uint64_t now)
 {
     struct signalfd_siginfo si;
+    char err[512];
     while (read(S.sigfd, &si, sizeof si) == sizeof si) {
         switch (si.ssi_signo) {
         case SIGTERM:
@@ -414,6 +415,10 @@ static int handle_signals(uint64_t now)
             kill_all(SIGKILL);
             return 1;
         case SIGHUP:
+            if (S.o->module && ivy__module_check(S.o->module, err, sizeof err) < 0) {
+                log_line("SIGHUP: not reloading: module %s: %s", S.o->module, err);
+                break;
+            }
             if (!S.o->quiet) log_line("SIGHUP: replacing workers one at a time");
             for (int s = 0; s < S.nseats; s++)
                 queue_replacement(s);
@@ -425,6 +430,11 @@ static int handle_signals(uint64_t now)
 
 int ivy_cluster_run(const struct ivy_cluster_options *o)
 {
+    char err[512];
+    if (o->module && ivy__module_check(o->module, err, sizeof err) < 0) {
+        fprintf(stderr, "ivy: module %s: %s\n", o->module, err);
+        return 2;
+    }
     int cpus[CPU_SETSIZE];
     int ncpus = cpus_in_mask(cpus, CPU_SETSIZE);
     if (ncpus <= 0) cpus[ncpus++] = 0;

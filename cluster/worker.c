@@ -17,6 +17,7 @@
  * way, is answered rather than reset), and leave when none is left or graceful_timeout passed.
  */
 #include "cluster_impl.h"
+#include "conns.h"
 #include "socket_impl.h"
 #include "ivy/cluster.h"
 #include "ivy/socket.h"
@@ -35,16 +36,21 @@ static struct {
     const struct ivy_cluster_options *o;
     struct ivy_stats_slot *slot;
     int lfd;
-    bool draining;
     uint64_t drain_deadline;
-    struct ivy_conn *conns;
     ivy_thread *app;
     uint64_t max_requests;
+    /* The app as this worker runs it: the options', or a module's. */
+    struct ivy_http_options http;
+    bool is_http;
+    ivy_conn_fn conn;
+    void *arg;
+    int (*init)(void *arg);
+    void (*exit)(void *arg);
 } w = {.lfd = -1};
 
 bool ivy_worker_draining(void)
 {
-    return w.draining;
+    return ivy__conns.draining;
 }
 
 int ivy_worker_index(void)
@@ -52,82 +58,38 @@ int ivy_worker_index(void)
     return w.slot ? w.slot->index : -1;
 }
 
-void ivy_conn_open(struct ivy_conn *c)
-{
-    c->thread = ivy_self();
-    c->idle = false;
-    c->prev = NULL;
-    c->next = w.conns;
-    if (w.conns) w.conns->prev = c;
-    w.conns = c;
-    if (w.slot) {
-        IVY_BUMP(w.slot->conns_open, 1);
-        IVY_BUMP(w.slot->conns_total, 1);
-    }
-}
-
-void ivy_conn_close(struct ivy_conn *c)
-{
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        w.conns = c->next;
-    if (c->next) c->next->prev = c->prev;
-    if (w.slot) IVY_STORE(w.slot->conns_open, IVY_LOAD(w.slot->conns_open) - 1);
-}
-
-/* The coarse clock (a few ns, no syscall): the grace is 250 ms, and this is per request. */
-static uint64_t coarse_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-void ivy_conn_set_idle(struct ivy_conn *c, bool idle)
-{
-    if (idle && !c->idle) c->idle_since = coarse_now();
-    c->idle = idle;
-}
-
-/* Draining: close connections quiet for longer than the grace, between requests only. */
-static void close_idle(void)
-{
-    uint64_t now = coarse_now();
-    for (struct ivy_conn *c = w.conns; c; c = c->next)
-        if (c->idle && now - c->idle_since > DRAIN_IDLE_GRACE_NS)
-            ivy__interrupt(c->thread, -ESHUTDOWN);
-}
-
 void ivy_worker_count(uint64_t requests, uint64_t bytes_in, uint64_t bytes_out)
 {
-    if (!w.slot) return;
-    IVY_BUMP(w.slot->requests, requests);
-    IVY_BUMP(w.slot->bytes_in, bytes_in);
-    IVY_BUMP(w.slot->bytes_out, bytes_out);
-    if (w.max_requests && IVY_LOAD(w.slot->requests) >= w.max_requests &&
-        !IVY_LOAD(w.slot->recycle))
-        IVY_STORE(w.slot->recycle, 1); /* the supervisor starts our replacement, then drains us */
+    ivy__conns_count(requests, bytes_in, bytes_out);
 }
 
 static void drain_start(void)
 {
-    if (w.draining) return;
-    w.draining = true;
+    if (ivy__conns.draining) return;
+    ivy__conns.draining = true;
     IVY_STORE(w.slot->state, SLOT_DRAINING);
     double g = w.o->graceful_timeout > 0 ? w.o->graceful_timeout : 30;
     w.drain_deadline = ivy__mono_ns() + (uint64_t)(g * 1e9);
     ivy_accept_stop(w.lfd);
 }
 
-/* The hub calls this every loop iteration: a store or four, no syscall. */
+/* The hub calls this every loop iteration: a few stores, no syscall. */
 static void heartbeat(void *arg)
 {
     struct ivy_hub *h = ivy__hub_tls;
-    IVY_STORE(w.slot->heartbeat_ns, coarse_now());
-    IVY_STORE(w.slot->iterations, h->stats.iterations);
-    IVY_STORE(w.slot->threads_alive, h->stats.threads_alive);
-    IVY_STORE(w.slot->max_loop_lag_ns, h->stats.max_loop_lag_ns);
+    const struct ivy__conns *c = &ivy__conns;
+    struct ivy_stats_slot *s = w.slot;
+    IVY_STORE(s->heartbeat_ns, ivy__coarse_ns());
+    IVY_STORE(s->iterations, h->stats.iterations);
+    IVY_STORE(s->threads_alive, h->stats.threads_alive);
+    IVY_STORE(s->max_loop_lag_ns, h->stats.max_loop_lag_ns);
+    IVY_STORE(s->conns_open, c->open);
+    IVY_STORE(s->conns_total, c->total);
+    IVY_STORE(s->requests, c->requests);
+    IVY_STORE(s->bytes_in, c->bytes_in);
+    IVY_STORE(s->bytes_out, c->bytes_out);
+    if (w.max_requests && c->requests >= w.max_requests && !IVY_LOAD(s->recycle))
+        IVY_STORE(s->recycle, 1); /* the supervisor starts our replacement, then drains us */
 }
 
 static void *ticker(void *arg)
@@ -135,9 +97,9 @@ static void *ticker(void *arg)
     double period = w.o->timeout > 0 ? w.o->timeout / 4 : 0.25;
     if (period > 0.25) period = 0.25;
     for (;;) {
-        ivy_sleep(w.draining ? 0.01 : period);
-        if (!w.draining) continue;
-        close_idle();
+        ivy_sleep(ivy__conns.draining ? 0.01 : period);
+        if (!ivy__conns.draining) continue;
+        ivy__conns_close_idle(DRAIN_IDLE_GRACE_NS);
         /* Done when only this thread and the signal reader are left: counting live threads
            rather than registered connections also covers one spawned but not started yet. */
         struct ivy_hub_stats st;
@@ -176,11 +138,54 @@ static void *signals(void *arg)
 
 static void *app_main(void *arg)
 {
-    w.o->app(w.lfd, w.o->app_arg);
-    /* Accepting is over: closing the socket now refuses new connections at once, and with
-       tcp_migrate_req hands those still queued in the kernel to a live sibling. */
-    ivy_close(w.lfd);
+    if (w.init && w.init(w.arg) < 0) {
+        fprintf(stderr, "ivy: worker %d: worker_init failed\n", w.slot->index);
+        fflush(NULL);
+        _exit(2);
+    }
+    int rc = 0;
+    if (w.is_http)
+        rc = ivy_http_serve(w.lfd, &w.http);
+    else if (w.conn)
+        rc = ivy_tcp_serve(w.lfd, w.conn, w.arg);
+    else
+        w.o->app(w.lfd, w.arg);
+    /* Each closed the listener as accepting stopped (an ivy_app_fn must too): that refuses new
+       connections at once, and with tcp_migrate_req hands those still queued to a sibling. */
+    if (rc < 0) fprintf(stderr, "ivy: worker %d: accept: %s\n", w.slot->index, strerror(-rc));
     return NULL;
+}
+
+static void *exit_main(void *arg)
+{
+    w.exit(w.arg);
+    ivy_stop(); /* the signal reader is still waiting */
+    return NULL;
+}
+
+/* What this worker runs: the module's entry points over the options'. */
+static void choose_app(const struct ivy_cluster_options *o)
+{
+    if (o->http) w.http = *o->http;
+    w.is_http = o->http != NULL;
+    w.conn = o->conn;
+    w.arg = o->app_arg;
+    w.init = o->worker_init;
+    w.exit = o->worker_exit;
+    if (!o->module) return;
+    const struct ivy_module *m;
+    char err[512];
+    if (ivy__module_load(o->module, &m, err, sizeof err) < 0) {
+        fprintf(stderr, "ivy: worker %d: module %s: %s\n", w.slot->index, o->module, err);
+        fflush(NULL);
+        _exit(2);
+    }
+    w.is_http = m->http != NULL;
+    w.http.handler = m->http;
+    w.conn = m->tcp;
+    w.arg = w.http.arg = m->arg;
+    w.init = m->worker_init;
+    w.exit = m->worker_exit;
 }
 
 static void set_title(char **argv, const char *title)
@@ -220,6 +225,7 @@ void ivy__worker_main(const struct ivy_cluster_options *o, struct ivy_stats_shm 
         fprintf(stderr, "ivy: worker %d: cannot pin to cpu %d: %s\n", slot->index, slot->cpu,
                 strerror(errno));
 
+    choose_app(o);
     const char *host = o->host ? o->host : "127.0.0.1";
     int port = o->port ? o->port : 8080;
     w.lfd = inherited_fd >= 0
@@ -250,6 +256,7 @@ void ivy__worker_main(const struct ivy_cluster_options *o, struct ivy_stats_shm 
                host, port, slot->cpu);
     fflush(stdout);
     ivy_run();
+    if (w.exit && ivy_spawn_n(exit_main, NULL) == 0) ivy_run(); /* after the drain, on the hub */
     fflush(NULL);
     _exit(0);
 }

@@ -35,32 +35,18 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "ivy/http.h"
+
 #define IVY_HTTP_MAX_HEAD    8192 /* request line + headers + blank line */
 #define IVY_HTTP_MAX_HEADERS 100
-#define IVY_HTTP_BODY_LIMIT  (1 << 20) /* default when body_limit is 0 */
-#define IVY_HTTP_DATE_LEN    29        /* "Sun, 06 Nov 1994 08:49:37 GMT" */
+#define IVY_HTTP_NO_LENGTH   ((size_t)-1) /* ivy_http_write_head: no Content-Length */
+#define IVY_HTTP_DATE_LEN    29           /* "Sun, 06 Nov 1994 08:49:37 GMT" */
 
 /* The interim reply to "Expect: 100-continue", sent before reading the body. */
 #define IVY_HTTP_CONTINUE "HTTP/1.1 100 Continue\r\n\r\n"
 
-struct ivy_http_slice {
-    const char *p;
-    size_t len;
-};
-
 struct ivy_http_header {
     struct ivy_http_slice name, value; /* value has surrounding whitespace trimmed */
-};
-
-enum ivy_http_method {
-    IVY_HTTP_OTHER = 0, /* any other token; methods are case-sensitive */
-    IVY_HTTP_GET,
-    IVY_HTTP_HEAD,
-    IVY_HTTP_POST,
-    IVY_HTTP_PUT,
-    IVY_HTTP_DELETE,
-    IVY_HTTP_OPTIONS,
-    IVY_HTTP_PATCH,
 };
 
 struct ivy_http_request {
@@ -127,9 +113,9 @@ const char *ivy_http_date(time_t now);
 const char *ivy_http_reason(int status);
 
 /* Writes "HTTP/1.1 <status> <reason>", Server, Date, Content-Type (unless NULL), Content-Length
- * (except for 1xx and 204), Connection ("close" when !keep_alive, "keep-alive" when keeping an
- * HTTP/1.0 client alive) and the blank line. Returns the bytes written, or 0 if they do not fit
- * in cap or status is outside 100..999. */
+ * (except for 1xx and 204, or when content_length is IVY_HTTP_NO_LENGTH), Connection ("close" when
+ * !keep_alive, "keep-alive" when keeping an HTTP/1.0 client alive) and the blank line. Returns the
+ * bytes written, or 0 if they do not fit in cap or status is outside 100..999. */
 size_t ivy_http_write_head(char *out, size_t cap, int status, const char *content_type,
                            size_t content_length, bool keep_alive, int version_minor, time_t now);
 

@@ -77,7 +77,7 @@ size_t ivy_http_write_head(char *out, size_t cap, int status, const char *conten
     if (status < 100 || status > 999) return 0;
     const char *reason = ivy_http_reason(status);
     /* RFC 9110 §8.6: no Content-Length on 1xx or 204. */
-    bool has_cl = status >= 200 && status != 204;
+    bool has_cl = status >= 200 && status != 204 && content_length != IVY_HTTP_NO_LENGTH;
     const char *conn = !keep_alive          ? "Connection: close\r\n"
                        : version_minor == 0 ? "Connection: keep-alive\r\n"
                                             : "";

@@ -22,6 +22,7 @@
  * connection open: ivy_close cancels it first (ivy__recv_forget). A socket's state is freed on
  * its requests' final completions, never before, since those point at it.
  */
+#include "conns.h"
 #include "socket_impl.h"
 
 #include <stdlib.h>
@@ -370,6 +371,13 @@ void ivy__recv_take(int fd, size_t n)
     struct rsock *s = lookup(ivy__hub_tls, fd);
     s->off += (uint32_t)n;
     if (s->off == s->q[s->qhead].len) pop(s);
+}
+
+bool ivy__recv_idle(int fd)
+{
+    struct ivy_hub *h = ivy__hub_tls;
+    struct rsock *s = h && fd >= 0 ? lookup(h, fd) : NULL;
+    return s && !s->qlen && !s->has_end && s->waiters.head;
 }
 
 void ivy__recv_forget(int fd)

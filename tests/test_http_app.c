@@ -30,7 +30,7 @@ static void routes(int port)
     exchange(port, "DELETE / HTTP/1.1\r\nHost: a\r\n\r\n",
              "HTTP/1.1 405 Method Not Allowed\r\nServer: ivy\r\nDate: <date>\r\n"
              "Content-Type: text/plain\r\nContent-Length: 23\r\n"
-             "X-Ivy-Worker: -1/<pid>\r\n\r\n405 Method Not Allowed\n");
+             "X-Ivy-Worker: -1/<pid>\r\nAllow: GET, HEAD\r\n\r\n405 Method Not Allowed\n");
     exchange(port, "GET /spin?ms=5 HTTP/1.1\r\nHost: a\r\n\r\n",
              "HTTP/1.1 404 Not Found\r\nServer: ivy\r\nDate: <date>\r\n"
              "Content-Type: text/plain\r\nContent-Length: 14\r\n"

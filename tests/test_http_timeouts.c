@@ -429,7 +429,8 @@ static void serve_rejects_bad_timeouts_with_status_2(void **state)
             snprintf(args, sizeof args, "%s '%s'", opt, bad[i]);
             assert_int_equal(serve_cli(args, out, sizeof out), 2);
             char want[128];
-            snprintf(want, sizeof want, "ivy serve: bad %s '%s': seconds from 0 (never) to 86400\n",
+            snprintf(want, sizeof want,
+                     "ivy serve: bad %s '%s': seconds up to 86400, 0 for the default, or off\n",
                      opt, bad[i]);
             assert_string_equal(out, want);
         }

@@ -85,11 +85,16 @@ static void response_head_bytes_are_exact(void **state)
         "HTTP/1.1 404 Not Found\r\nServer: ivy\r\nDate: Wed, 25 Nov 2026 12:00:00 GMT\r\n"
         "Content-Length: 0\r\nConnection: close\r\n\r\n");
     assert_written(
-        ivy_http_write_head(out, sizeof out, 200, "application/json", SIZE_MAX, true, 0, NOV25),
+        ivy_http_write_head(out, sizeof out, 200, "application/json", SIZE_MAX - 1, true, 0, NOV25),
         out,
         "HTTP/1.1 200 OK\r\nServer: ivy\r\nDate: Wed, 25 Nov 2026 12:00:00 GMT\r\n"
-        "Content-Type: application/json\r\nContent-Length: 18446744073709551615\r\n"
+        "Content-Type: application/json\r\nContent-Length: 18446744073709551614\r\n"
         "Connection: keep-alive\r\n\r\n");
+    /* IVY_HTTP_NO_LENGTH: the caller frames the body itself (chunked, or until the close). */
+    assert_written(
+        ivy_http_write_head(out, sizeof out, 200, NULL, IVY_HTTP_NO_LENGTH, false, 0, NOV25), out,
+        "HTTP/1.1 200 OK\r\nServer: ivy\r\nDate: Wed, 25 Nov 2026 12:00:00 GMT\r\n"
+        "Connection: close\r\n\r\n");
     assert_written(
         ivy_http_write_head(out, sizeof out, 204, "text/plain", 5, false, 0, NOV25), out,
         "HTTP/1.1 204 No Content\r\nServer: ivy\r\nDate: Wed, 25 Nov 2026 12:00:00 GMT\r\n"

@@ -15,10 +15,13 @@
  * in flight, up to graceful_timeout, exit 0); SIGQUIT stops at once; SIGHUP replaces the
  * workers one at a time, each new one listening before the old one leaves.
  *
- * Inside a worker, an app is a function run in a green thread with the worker's listening
- * socket. It accepts until ivy_accept fails (-ESHUTDOWN once the worker drains), registers each
- * connection (ivy_conn_open) and marks it idle while it waits between requests, so that a
- * draining worker closes idle connections only between requests.
+ * Inside a worker, the app runs in a green thread: the HTTP server with a handler (http), a
+ * TCP function run per connection (conn, through ivy_tcp_serve), any function given the
+ * listening socket (app), or an app module loaded from a shared object (module). The first two
+ * register every connection for draining and count it in the stats by themselves.
+ *
+ * Options follow ivy's one rule (include/ivy/http.h): 0 means the default, a negative number
+ * turns a limit off; `ivy serve` takes the same, "off" for a negative number.
  */
 #ifndef IVY_CLUSTER_H
 #define IVY_CLUSTER_H
@@ -26,13 +29,16 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "ivy/http.h"
 #include "ivy/hub.h"
+#include "ivy/socket.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/* Runs in a green thread of every worker; returns when it has stopped accepting. */
+/* Runs in a green thread of every worker; owns listen_fd: closes it when it stops accepting
+ * (once ivy_accept returns -ESHUTDOWN), as ivy_http_serve and ivy_tcp_serve do. */
 typedef void (*ivy_app_fn)(int listen_fd, void *arg);
 
 struct ivy_cluster_options {
@@ -45,38 +51,60 @@ struct ivy_cluster_options {
     uint64_t max_requests;    /* a worker recycles itself after this many; 0: never */
     const char *stats_listen; /* "HOST:PORT" for Prometheus /metrics, or NULL */
     const char *app_name;     /* for messages: "http", "echo" */
-    ivy_app_fn app;
+
+    /* The app: the first of these that is set. */
+    const struct ivy_http_options *http; /* the HTTP server (its handler, timeouts) */
+    ivy_conn_fn conn;                    /* a TCP app: conn(fd, app_arg) per connection */
+    ivy_app_fn app;                      /* app(listen_fd, app_arg) */
+    /*
+     * An app module (see struct ivy_module): the shared object at this path is loaded in every
+     * worker, afresh in each replacement, so rebuilding it and sending SIGHUP deploys it. Its
+     * handler runs with http's options (timeouts), if given. ivy_cluster_run checks it first,
+     * in a child process: a missing file, a missing symbol or another ABI returns 2, with one
+     * line on stderr naming the cause, before any worker starts.
+     */
+    const char *module;
     void *app_arg;
+    /* In every worker, in a green thread: worker_init after fork and pinning, before the first
+     * accept (a negative return ends the worker, as a crash); worker_exit after the drain. */
+    int (*worker_init)(void *app_arg);
+    void (*worker_exit)(void *app_arg);
+
     char **argv; /* main's argv, rewritten so ps shows "ivy: worker N"; may be NULL */
     bool quiet;  /* no start-up lines */
+};
+
+/*
+ * An app module: a shared object built against include/ivy/ that exports
+ *
+ *     const struct ivy_module ivy_module = {.abi = IVY_MODULE_ABI, .http = my_handler};
+ *
+ * and is served with `ivy serve --app ./my.so`. It links nothing of ivy itself: its calls into
+ * ivy resolve to the `ivy` process that loaded it (one hub per worker). Build it with
+ * `cc -shared -fPIC -o my.so my.c`.
+ */
+#define IVY_MODULE_ABI    1
+#define IVY_MODULE_SYMBOL "ivy_module"
+struct ivy_module {
+    unsigned abi;          /* IVY_MODULE_ABI of the headers it was built with */
+    ivy_http_handler http; /* an HTTP handler, or */
+    ivy_conn_fn tcp;       /* a TCP connection function */
+    void *arg;             /* for all of these */
+    int (*worker_init)(void *arg);
+    void (*worker_exit)(void *arg);
 };
 
 /* Runs the supervisor until it stops; returns the process exit status (0 after a drain). */
 int ivy_cluster_run(const struct ivy_cluster_options *opts);
 
-/* ---- for apps, inside a worker (harmless no-ops outside a cluster) ---------------------- */
+/* ---- inside a worker (harmless outside a cluster) ------------------------------------- */
 
-/* A connection, registered for the stats and for draining; lives in the connection thread. */
-struct ivy_conn {
-    ivy_thread *thread;
-    struct ivy_conn *prev, *next;
-    bool idle; /* waiting for the next request with nothing half-read */
-    uint64_t idle_since;
-};
-
-void ivy_conn_open(struct ivy_conn *c);
-void ivy_conn_close(struct ivy_conn *c);
-/*
- * A draining worker closes connections idle for longer than a short grace (250 ms): their
- * pending call returns -ESHUTDOWN. A client that sends its next request within the grace gets
- * its answer with Connection: close instead, so keep-alive clients lose nothing.
- */
-void ivy_conn_set_idle(struct ivy_conn *c, bool idle);
-/* Counts served requests and bytes; may start recycling the worker (max_requests). */
-void ivy_worker_count(uint64_t requests, uint64_t bytes_in, uint64_t bytes_out);
-/* True once the worker drains: answer what was read, with Connection: close. */
+/* True once the worker drains: what is answered now carries Connection: close. */
 bool ivy_worker_draining(void);
 int ivy_worker_index(void); /* 0.., or -1 outside a cluster */
+/* Counts an app's own requests and bytes (the HTTP server counts its own); may start
+ * recycling the worker (max_requests). */
+void ivy_worker_count(uint64_t requests, uint64_t bytes_in, uint64_t bytes_out);
 
 #ifdef __cplusplus
 }

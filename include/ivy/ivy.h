@@ -2,10 +2,12 @@
 #ifndef IVY_H
 #define IVY_H
 
+#include "ivy/cluster.h"
 #include "ivy/greenlet.h"
+#include "ivy/http.h"
 #include "ivy/hub.h"
 #include "ivy/offload.h"
-#include "ivy/sync.h"
 #include "ivy/socket.h"
+#include "ivy/sync.h"
 
 #endif

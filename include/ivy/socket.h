@@ -78,6 +78,25 @@ ssize_t ivy_pread(int fd, void *buf, size_t len, off_t offset);
 ssize_t ivy_pwrite(int fd, const void *buf, size_t len, off_t offset);
 
 /*
+ * Sends len bytes of file_fd from offset to the socket, zero-copy: the ring splices them from
+ * the file into a pipe and from the pipe into the socket, so they never reach user memory.
+ * Returns len, or a negative errno: -ENODATA when the file ends first (what was sent is gone).
+ * A splice into a socket whose peer has gone raises SIGPIPE: ignore it (ivy's workers do).
+ */
+ssize_t ivy_sendfile(int sock_fd, int file_fd, off_t offset, size_t len);
+
+/*
+ * A TCP server: accepts on listen_fd and runs fn(fd, arg) in a green thread of its own for each
+ * connection, closing fd with ivy_close when fn returns. Once accepting stops (ivy_accept_stop:
+ * a draining cluster worker does it) it closes listen_fd, waits for its connections to end and
+ * returns 0, or accept's error; -EINVAL without fn. Connections are
+ * counted in the cluster's stats, and a draining worker closes one whose thread waits to receive
+ * with nothing queued: that ivy_recv returns -ESHUTDOWN; fn should then return.
+ */
+typedef void (*ivy_conn_fn)(int fd, void *arg);
+int ivy_tcp_serve(int listen_fd, ivy_conn_fn fn, void *arg);
+
+/*
  * A buffered reader over a socket, eventlet's makefile(): lines of any length up to
  * max_line bytes, exact reads. Its buffer is allocated on the first read that needs it and
  * released whenever it is drained, so an idle connection pins no buffer.

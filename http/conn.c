@@ -1,6 +1,6 @@
 /*
- * The http app's connection buffers and the I/O off its hot path (the connection loop, its
- * receives and timeouts are http_app.c's): per-worker pools of input and output buffers, growing
+ * The HTTP server's connection buffers and their I/O (the connection loop, its receives and
+ * timeouts are server.c's): per-worker pools of input and output buffers, growing
  * an input buffer, giving both back when a connection goes quiet, the cold wait that holds no
  * buffer, sending under the send timeout, the lingering close.
  *
@@ -9,7 +9,7 @@
  * The reader costs an allocation and two copies per receive, which is why busy connections
  * receive straight into a pooled input buffer instead.
  */
-#include "http_conn.h"
+#include "server_impl.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -98,6 +98,8 @@ void ivy__http_conn_release(struct http_conn *c)
     release_out(c);
     ivy_reader_free(c->rd);
     c->rd = NULL;
+    free(c->req.xh);
+    c->req.xh = NULL;
 }
 
 ssize_t ivy__http_fill_cold(struct http_conn *c, double seconds)
@@ -141,6 +143,8 @@ void ivy__http_go_cold(struct http_conn *c)
     release_out(c);
 }
 
+__thread struct http_totals ivy__http_totals;
+
 ssize_t ivy__http_send(struct http_conn *c, const char *buf, size_t len, double timeout)
 {
     if (timeout <= 0) return ivy_sendall(c->fd, buf, len);
@@ -175,4 +179,82 @@ void ivy__http_linger(int fd)
     while (dropped < LINGER_BYTES && (n = ivy_recv(fd, bufs.dropped, sizeof bufs.dropped)) > 0)
         dropped += (size_t)n;
     ivy_timeout_end(&to);
+}
+
+int ivy__http_flush(struct http_conn *c)
+{
+    int rc = 0;
+    if (c->out_len) {
+        ssize_t n = ivy__http_send(c, c->out, c->out_len, c->srv->send);
+        if (n < 0) rc = (int)n;
+        c->bytes_out += c->out_len;
+        c->out_len = 0;
+    }
+    if (c->nreq || c->bytes_in || c->bytes_out) {
+        ivy__conns_count(c->nreq, c->bytes_in, c->bytes_out);
+        struct http_totals *t = &ivy__http_totals;
+        t->requests += c->nreq;
+        t->bytes_in += c->bytes_in;
+        t->bytes_out += c->bytes_out;
+        c->nreq = 0;
+        c->bytes_in = c->bytes_out = 0;
+    }
+    return rc;
+}
+
+char *ivy__http_out_room_slow(struct http_conn *c, size_t n)
+{
+    if (!c->out) {
+        if (!(c->out = ivy__http_out_get())) return NULL;
+        c->out_cap = IVY_HTTP_OUT_SIZE;
+    }
+    if (c->out_cap - c->out_len < n && ivy__http_flush(c) < 0) return NULL;
+    if (n > c->out_cap) return NULL;
+    return c->out + c->out_len;
+}
+
+int ivy__http_out_put(struct http_conn *c, const void *buf, size_t len)
+{
+    if (c->out && c->out_cap - c->out_len >= len) {
+        memcpy(c->out + c->out_len, buf, len);
+        c->out_len += len;
+        return 0;
+    }
+    /* Larger than what is left: what is queued goes first, then these straight from buf. */
+    int rc = ivy__http_flush(c);
+    if (rc < 0) return rc;
+    if (len <= IVY_HTTP_OUT_SIZE / 4 && ivy__http_out_room(c, len)) {
+        memcpy(c->out + c->out_len, buf, len);
+        c->out_len += len;
+        return 0;
+    }
+    ssize_t n = ivy__http_send(c, buf, len, c->srv->send);
+    c->bytes_out += len;
+    return n < 0 ? (int)n : 0;
+}
+
+/* A receive for the connection: what its cold wait's reader still holds comes first. */
+static ssize_t recv_some(struct http_conn *c, void *buf, size_t len)
+{
+    if (!c->rd_more) return ivy_recv(c->fd, buf, len);
+    ssize_t n = ivy_reader_read(c->rd, buf, len);
+    c->rd_more = n > 0 && (size_t)n == len; /* less than asked: the reader is empty */
+    return n;
+}
+
+ssize_t ivy__http_recv(struct http_conn *c, void *buf, size_t len, double seconds)
+{
+    if (seconds <= 0) return recv_some(c, buf, len);
+    struct ivy_timeout to;
+    ssize_t n = ivy_timeout_begin(&to, seconds);
+    if (n < 0) return n;
+    n = recv_some(c, buf, len);
+    ivy_timeout_end(&to);
+    return n;
+}
+
+char *ivy__http_scratch(size_t *len)
+{
+    *len = sizeof bufs.dropped;
+    return bufs.dropped;
 }

@@ -1,0 +1,267 @@
+/*
+ * The router: Go 1.22 ServeMux patterns (see http.h) matched segment by segment against the
+ * raw path. Routes are few and paths short, so matching is a scan over every route, keeping the
+ * most specific match: per segment a literal beats {name}, which beats {name...}; then a method
+ * beats none. A request no route matches is 404; one whose path matches routes of other
+ * methods only is 405, with those methods in Allow.
+ */
+#include "server_impl.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum seg_kind { SEG_REST = 1, SEG_PARAM = 2, SEG_END = 3, SEG_LIT = 4 };
+
+struct seg {
+    enum seg_kind kind;
+    struct ivy_http_slice text; /* the literal, or the parameter's name (may be empty) */
+};
+
+struct route {
+    char *pattern;                /* owns what the segments point into */
+    struct ivy_http_slice method; /* p NULL: any */
+    struct seg *seg;
+    unsigned nseg;
+    ivy_http_handler fn;
+    void *arg;
+};
+
+struct ivy_http_router {
+    struct route *v;
+    unsigned n, cap;
+};
+
+ivy_http_router *ivy_http_router_new(void)
+{
+    return calloc(1, sizeof(ivy_http_router));
+}
+
+void ivy_http_router_free(ivy_http_router *rt)
+{
+    if (!rt) return;
+    for (unsigned i = 0; i < rt->n; i++) {
+        free(rt->v[i].pattern);
+        free(rt->v[i].seg);
+    }
+    free(rt->v);
+    free(rt);
+}
+
+/* "{name}", "{name...}" or "{$}" at s[0, n): its kind, 0 if malformed. */
+static enum seg_kind wildcard(const char *s, size_t n, struct ivy_http_slice *name)
+{
+    if (n < 3 || s[0] != '{' || s[n - 1] != '}') return 0;
+    const char *p = s + 1;
+    size_t len = n - 2;
+    enum seg_kind k = SEG_PARAM;
+    if (len == 1 && *p == '$') return SEG_END;
+    if (len >= 3 && !memcmp(p + len - 3, "...", 3)) {
+        k = SEG_REST;
+        len -= 3;
+    }
+    if (!len && k == SEG_PARAM) return 0;
+    for (size_t i = 0; i < len; i++)
+        if (!(p[i] == '_' || (p[i] >= '0' && p[i] <= '9') ||
+              ((p[i] | 0x20) >= 'a' && (p[i] | 0x20) <= 'z')))
+            return 0;
+    *name = (struct ivy_http_slice){p, len};
+    return k;
+}
+
+static int parse_pattern(struct route *rt, char *pat)
+{
+    char *path = strchr(pat, '/');
+    if (!path) return -EINVAL;
+    if (path != pat) {
+        char *sp = path - 1;
+        if (*sp != ' ' || sp == pat || memchr(pat, ' ', (size_t)(sp - pat))) return -EINVAL;
+        rt->method = (struct ivy_http_slice){pat, (size_t)(sp - pat)};
+    }
+    unsigned cap = 1;
+    for (const char *p = path; *p; p++)
+        cap += *p == '/';
+    if (!(rt->seg = calloc(cap, sizeof *rt->seg))) return -ENOMEM;
+    const char *p = path + 1;
+    for (;;) {
+        const char *slash = strchr(p, '/');
+        size_t n = slash ? (size_t)(slash - p) : strlen(p);
+        struct seg *s = &rt->seg[rt->nseg++];
+        bool last = !slash;
+        if (!n && last) {
+            s->kind = SEG_REST; /* "/x/": the rest of the path, unnamed */
+            break;
+        }
+        if (n && p[0] == '{') {
+            if (!(s->kind = wildcard(p, n, &s->text))) return -EINVAL;
+            if ((s->kind == SEG_REST || s->kind == SEG_END) && !last) return -EINVAL;
+        } else {
+            if (!n || memchr(p, '{', n) || memchr(p, '}', n)) return -EINVAL;
+            s->kind = SEG_LIT;
+            s->text = (struct ivy_http_slice){p, n};
+        }
+        if (last) break;
+        p = slash + 1;
+    }
+    return 0;
+}
+
+static bool same_shape(const struct route *a, const struct route *b)
+{
+    if (a->nseg != b->nseg || (a->method.p == NULL) != (b->method.p == NULL)) return false;
+    if (a->method.p &&
+        (a->method.len != b->method.len || memcmp(a->method.p, b->method.p, a->method.len)))
+        return false;
+    for (unsigned i = 0; i < a->nseg; i++) {
+        const struct seg *x = &a->seg[i], *y = &b->seg[i];
+        if (x->kind != y->kind) return false;
+        if (x->kind == SEG_LIT &&
+            (x->text.len != y->text.len || memcmp(x->text.p, y->text.p, x->text.len)))
+            return false;
+    }
+    return true;
+}
+
+int ivy_http_route(ivy_http_router *rt, const char *pattern, ivy_http_handler fn, void *arg)
+{
+    if (!rt || !pattern || !fn) return -EINVAL;
+    struct route r = {.fn = fn, .arg = arg};
+    if (!(r.pattern = strdup(pattern))) return -ENOMEM;
+    int rc = parse_pattern(&r, r.pattern);
+    for (unsigned i = 0; rc == 0 && i < rt->n; i++)
+        if (same_shape(&rt->v[i], &r)) rc = -EEXIST;
+    if (rc == 0 && rt->n == rt->cap) {
+        unsigned cap = rt->cap ? rt->cap * 2 : 8;
+        struct route *v = realloc(rt->v, cap * sizeof *v);
+        if (!v)
+            rc = -ENOMEM;
+        else {
+            rt->v = v;
+            rt->cap = cap;
+        }
+    }
+    if (rc < 0) {
+        free(r.pattern);
+        free(r.seg);
+        return rc;
+    }
+    rt->v[rt->n++] = r;
+    return 0;
+}
+
+/*
+ * Matches path against rt's segments: true with the parameters in req (when given) and the
+ * match's specificity in score[] (a kind per segment, compared in order).
+ */
+static bool match(const struct route *rt, struct ivy_http_slice path, ivy_http_req *req,
+                  uint8_t *score)
+{
+    const char *p = path.p + 1, *end = path.p + path.len;
+    unsigned np = 0;
+    if (!path.len || path.p[0] != '/') return false;
+    for (unsigned i = 0; i < rt->nseg; i++) {
+        const struct seg *s = &rt->seg[i];
+        score[i] = (uint8_t)s->kind;
+        if (s->kind == SEG_REST) {
+            if (p > end) return false; /* "/x/" needs the slash: "/x" is not under it */
+            if (req && s->text.len && np < IVY_HTTP_MAX_PARAMS) {
+                req->param[np].name = s->text;
+                req->param[np++].value = (struct ivy_http_slice){p, (size_t)(end - p)};
+            }
+            goto matched;
+        }
+        if (p > end) return false;
+        const char *slash = memchr(p, '/', (size_t)(end - p));
+        const char *stop = slash ? slash : end;
+        size_t n = (size_t)(stop - p);
+        if (s->kind == SEG_END) {
+            if (n || slash) return false;
+        } else if (s->kind == SEG_LIT) {
+            if (n != s->text.len || memcmp(p, s->text.p, n)) return false;
+        } else {
+            if (!n) return false;
+            if (req && np < IVY_HTTP_MAX_PARAMS) {
+                req->param[np].name = s->text;
+                req->param[np++].value = (struct ivy_http_slice){p, n};
+            }
+        }
+        p = stop + 1;
+    }
+    if (p <= end) return false; /* path segments left over */
+matched:
+    if (req) req->nparams = np;
+    return true;
+}
+
+static bool method_matches(const struct route *rt, const ivy_http_req *r)
+{
+    if (!rt->method.p) return true;
+    struct ivy_http_slice m = r->h.method;
+    if (rt->method.len == m.len && !memcmp(rt->method.p, m.p, m.len)) return true;
+    return r->h.method_id == IVY_HTTP_HEAD && rt->method.len == 3 &&
+           !memcmp(rt->method.p, "GET", 3);
+}
+
+/* Whether score a (of na segments, method or not) is more specific than b. */
+static bool better(const uint8_t *a, unsigned na, bool ma, const uint8_t *b, unsigned nb, bool mb)
+{
+    for (unsigned i = 0; i < na && i < nb; i++)
+        if (a[i] != b[i]) return a[i] > b[i];
+    if (na != nb) return na > nb;
+    return ma && !mb;
+}
+
+static int not_allowed(ivy_http_req *r, const ivy_http_router *rt)
+{
+    char allow[256];
+    size_t n = 0;
+    uint8_t score[64];
+    for (unsigned i = 0; i < rt->n; i++) {
+        const struct route *x = &rt->v[i];
+        if (!x->method.p || x->nseg > sizeof score || !match(x, r->h.path, NULL, score)) continue;
+        bool get = x->method.len == 3 && !memcmp(x->method.p, "GET", 3);
+        struct ivy_http_slice m[2] = {x->method, {"HEAD", 4}};
+        for (int k = 0; k < 1 + get; k++) {
+            /* Once each, in route order. */
+            bool seen = false;
+            for (size_t j = 0; j < n && !seen;) {
+                size_t e = j;
+                while (e < n && allow[e] != ',')
+                    e++;
+                seen = e - j == m[k].len && !memcmp(allow + j, m[k].p, m[k].len);
+                j = e + 2;
+            }
+            if (seen || n + m[k].len + 2 >= sizeof allow) continue;
+            if (n) {
+                memcpy(allow + n, ", ", 2);
+                n += 2;
+            }
+            memcpy(allow + n, m[k].p, m[k].len);
+            n += m[k].len;
+        }
+    }
+    allow[n] = 0;
+    int rc = ivy_http_add_header(r, "Allow", allow);
+    return rc < 0 ? rc : ivy_http_error(r, 405);
+}
+
+int ivy_http_router_handler(ivy_http_req *r, void *arg)
+{
+    const ivy_http_router *rt = arg;
+    const struct route *best = NULL;
+    uint8_t score[64], best_score[64];
+    bool path_seen = false;
+    for (unsigned i = 0; i < rt->n; i++) {
+        const struct route *x = &rt->v[i];
+        if (x->nseg > sizeof score || !match(x, r->h.path, NULL, score)) continue;
+        path_seen = true;
+        if (!method_matches(x, r)) continue;
+        if (best && !better(score, x->nseg, x->method.p, best_score, best->nseg, best->method.p))
+            continue;
+        best = x;
+        memcpy(best_score, score, x->nseg);
+    }
+    if (!best) return path_seen ? not_allowed(r, rt) : ivy_http_error(r, 404);
+    match(best, r->h.path, r, score);
+    return best->fn(r, best->arg);
+}

@@ -1,0 +1,273 @@
+/*
+ * The HTTP server's connection loop (ivy_http_serve): HTTP/1.1 keep-alive and pipelining on
+ * green sockets, one green thread per connection, a handler called for each request.
+ *
+ * The hot path is one receive, one parse pass and one send per batch: every complete request in
+ * what arrived is parsed (parse.c) and handed to the handler, whose response goes into one
+ * output buffer, which leaves in one send once the batch is answered (conn.c). Nothing is
+ * allocated per request: input and output buffers come from per-worker free lists.
+ *
+ * Buffers and quiet connections (conn.c): a connection that had a request within HOT_SECONDS
+ * keeps its buffers and receives straight into its input buffer (one plain receive and one
+ * timer per batch). Once that wait times out it gives both back and goes cold: it then waits
+ * through an ivy_reader, which holds no buffer of ours while nothing arrives, at the cost of an
+ * allocation and two copies per receive.
+ *
+ * Timeouts (seconds, 0 for never). Every wait for the client's bytes runs under exactly one
+ * ivy_timeout scope, whatever the sizes involved, so a request whose bytes arrive together adds
+ * one timer.
+ * - Keep-alive: a connection waiting for a request with nothing of it received (a new one, or
+ *   one whose requests are all answered) is closed, without a response, once keepalive_timeout
+ *   has passed since the wait began. At most HOT_SECONDS, that is the hot wait's own timeout;
+ *   longer, the cold wait after the hot one takes the rest.
+ * - Request: once part of a head is in, the head must be complete within request_timeout of
+ *   the first wait for the rest of it, however its bytes trickle in: that clock does not restart
+ *   per receive, so a head dripped a byte at a time (slowloris) gains nothing (nginx's
+ *   client_header_timeout). A body's receives each have request_timeout (request.c, nginx's
+ *   client_body_timeout). Either is answered 408 with Connection: close, then the lingering
+ *   close. Computing a response and sending it do not count.
+ * - Send: every response byte leaves through ivy__http_send (conn.c), closed when send_timeout
+ *   passes with no byte taken (nginx's send_timeout).
+ *
+ * Errors the parser reports are answered with their status and the connection is closed after a
+ * lingering half-close (so the peer reads the answer rather than a reset). A draining worker
+ * wakes idle connections (their receive fails with -ESHUTDOWN: we close), and the response to a
+ * request read while draining carries Connection: close.
+ */
+#include "server_impl.h"
+
+#include "ivy/hub.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define HOT_SECONDS 1.0 /* a connection quiet for longer gives its buffers back */
+
+/* How long to wait for the rest of a head: seconds, 0 for no limit, < 0 when it is up. */
+static double head_wait(struct http_conn *c)
+{
+    double limit = c->srv->request;
+    if (limit == 0) return 0;
+    uint64_t now = ivy_now_ns();
+    if (!c->head_since) c->head_since = now; /* process() clears it as each head parses */
+    double left = limit - (double)(now - c->head_since) / 1e9;
+    return left > 0 ? left : -1;
+}
+
+/*
+ * Receives more bytes after in[len), making room first: a count, 0 at end of stream, or a
+ * negative error; -ETIMEDOUT when the keep-alive timeout (idle) or the request timeout (a head
+ * begun) expired. Hot, a request costs a plain receive and a timer; cold, it would cost the
+ * reader's allocation and two copies.
+ */
+static ssize_t fill(struct http_conn *c)
+{
+    const struct http_server *s = c->srv;
+    if (!c->in) return ivy__http_fill_cold(c, s->fresh_wait);
+    bool idle = c->off == c->len;
+    if (idle) {
+        c->off = c->len = 0;
+    } else if (c->off && c->cap - c->len < c->cap / 4) {
+        /* Keep the unconsumed tail at the front so a head can grow in place. */
+        memmove(c->in, c->in + c->off, c->len - c->off);
+        c->len -= c->off;
+        c->off = 0;
+    }
+    if (c->len == c->cap && ivy__http_grow_in(c) < 0) return -ENOMEM;
+    size_t room = c->cap - c->len;
+    double wait = idle ? s->hot_wait : head_wait(c);
+    if (wait < 0) return -ETIMEDOUT;
+    ssize_t n = ivy__http_recv(c, c->in + c->len, room, wait);
+    if (n != -ETIMEDOUT || !idle || s->cold_wait < 0) return n;
+    ivy__http_go_cold(c);
+    return ivy__http_fill_cold(c, s->cold_wait);
+}
+
+/* Sets up the request whose head_len-byte head starts at in[off] and runs its handler. */
+static int run(struct http_conn *c, size_t head_len)
+{
+    ivy_http_req *r = &c->req;
+    const struct ivy_http_request *h = &r->h;
+    uint64_t buffered = c->len - c->off - head_len;
+    bool partial = h->chunked || (h->content_length > 0 && (uint64_t)h->content_length > buffered);
+    if (partial && c->off) {
+        /* The body will arrive after the head while the handler holds slices into it: move the
+         * request to the front, so the room after it is as large as it can be, and parse it
+         * again there (one pass over at most 8 KiB, and only for requests with a body). */
+        memmove(c->in, c->in + c->off, c->len - c->off);
+        c->len -= c->off;
+        c->off = 0;
+        ivy_http_parse_request(c->in, c->len, &r->h);
+    }
+    r->head_at = c->off;
+    c->off += head_len;
+    r->body_at = c->off;
+    r->body = h->chunked ? BODY_CHUNKED : h->content_length > 0 ? BODY_LENGTH : BODY_NONE;
+    r->body_end = r->body == BODY_NONE;
+    r->left = h->content_length > 0 ? (uint64_t)h->content_length : 0;
+    r->expect = h->expect_continue && r->body != BODY_NONE;
+    r->dec_at = r->dec_len = 0;
+    r->whole = NULL;
+    r->resp = RESP_NONE;
+    r->status = 0;
+    r->chunked_out = r->until_close = r->close_after = false;
+    r->no_body = h->method_id == IVY_HTTP_HEAD;
+    r->out_left = -1;
+    r->xh_len = 0;
+    r->nparams = 0;
+    if (h->chunked) ivy_http_chunked_init(&c->ch, c->srv->body_limit);
+    int rc = c->srv->handler(r, c->srv->arg);
+    return ivy__http_finish(r, rc);
+}
+
+/*
+ * Parses and answers every complete request in in[off, len). Returns 0 to read on, 1 once a
+ * final response is queued (flush, then close), or a negative error (close at once).
+ */
+static int process(struct http_conn *c)
+{
+    while (c->off < c->len) {
+        int rc = ivy_http_parse_request(c->in + c->off, c->len - c->off, &c->req.h);
+        if (rc == 0) return 0;
+        if (rc < 0) return ivy__http_error_close(c, ivy_http_error_status(rc)) < 0 ? -EPIPE : 1;
+        c->head_since = 0; /* the next head's request timeout starts afresh */
+        if ((rc = run(c, (size_t)rc)) != 0) return rc;
+    }
+    return 0;
+}
+
+static void serve(struct http_conn *c)
+{
+    for (;;) {
+        /* Idle: waiting for a request with nothing half-read; a draining worker wakes us. */
+        bool idle = c->off == c->len;
+        ivy__conn_set_idle(&c->reg, idle);
+        ssize_t n = fill(c);
+        ivy__conn_set_idle(&c->reg, false);
+        int rc;
+        if (n > 0) {
+            c->len += (size_t)n;
+            c->bytes_in += (uint64_t)n;
+            c->now = time(NULL);
+            rc = process(c);
+        } else if (n == -ETIMEDOUT && !idle) {
+            c->now = time(NULL); /* a head stalled past request_timeout */
+            rc = ivy__http_error_close(c, 408) < 0 ? -EPIPE : 1;
+        } else {
+            return; /* the peer closed, an error, the keep-alive timeout, or -ESHUTDOWN: drained
+                       while idle */
+        }
+        if (rc < 0 || ivy__http_flush(c) < 0) return;
+        if (rc > 0) {
+            ivy__http_linger(c->fd);
+            return;
+        }
+    }
+}
+
+/* The options, resolved once per ivy_http_serve, shared with its connections. */
+struct http_server_ref {
+    struct ivy__serving serving;
+    struct http_server s;
+};
+
+static void unref(struct http_server_ref *ref)
+{
+    if (ivy__serving_drop(&ref->serving)) free(ref);
+}
+
+struct conn_start {
+    struct http_server_ref *ref;
+    int fd;
+};
+
+static void *conn_main(void *arg)
+{
+    struct conn_start st = *(struct conn_start *)arg;
+    free(arg);
+    struct http_conn c;
+    /* All but the parsed head (last): the parser writes it, and its 3 KiB of header slots are
+     * touched only as far as a request has headers. */
+    memset(&c, 0, offsetof(struct http_conn, req) + offsetof(struct ivy_http_req, h));
+    c.srv = &st.ref->s;
+    c.fd = st.fd;
+    c.req.c = &c;
+    c.req.h.body_limit = c.srv->body_limit;
+    ivy__conn_open(&c.reg, -1);
+    serve(&c);
+    ivy__http_flush(&c);
+    ivy__conn_close(&c.reg);
+    ivy__http_conn_release(&c);
+    ivy_close(c.fd);
+    unref(st.ref);
+    return NULL;
+}
+
+/* An option's seconds: 0 is the default, < 0 never (0 here). */
+static double seconds(double v, double dflt)
+{
+    return v == 0 ? dflt : v < 0 ? 0 : v;
+}
+
+int ivy_http_serve(int listen_fd, const struct ivy_http_options *o)
+{
+    if (!o || !o->handler) return -EINVAL;
+    struct http_server_ref *ref = calloc(1, sizeof *ref);
+    if (!ref) return -ENOMEM;
+    struct http_server *s = &ref->s;
+    ref->serving.refs = 1;
+    s->handler = o->handler;
+    s->arg = o->arg;
+    s->headers = o->headers;
+    s->headers_len = o->headers ? strlen(o->headers) : 0;
+    s->body_limit = o->body_limit ? o->body_limit : IVY_HTTP_BODY_LIMIT;
+    double ka = seconds(o->keepalive_timeout, IVY_HTTP_KEEPALIVE_TIMEOUT);
+    s->request = seconds(o->request_timeout, IVY_HTTP_REQUEST_TIMEOUT);
+    s->send = seconds(o->send_timeout, IVY_HTTP_SEND_TIMEOUT);
+    s->fresh_wait = ka;
+    s->hot_wait = ka > 0 && ka < HOT_SECONDS ? ka : HOT_SECONDS;
+    s->cold_wait = ka > 0 ? (ka > HOT_SECONDS ? ka - HOT_SECONDS : -1) : 0;
+    ivy__http_conn_setup();
+    /* Accepted sockets inherit TCP_NODELAY: one system call here rather than one per accept;
+     * without it a response that leaves in two sends would wait for a delayed ACK. */
+    int one = 1;
+    setsockopt(listen_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    /* HTTP clients speak first: the kernel keeps a connection until its request arrives (a silent
+     * one for about a second), so a worker holds no connection it cannot answer yet, and one
+     * that dies leaves those in its queue, which tcp_migrate_req moves to a sibling. */
+    setsockopt(listen_fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &one, sizeof one);
+    int fd;
+    while ((fd = ivy_accept(listen_fd, NULL)) >= 0) {
+        struct conn_start *st = malloc(sizeof *st);
+        if (st) *st = (struct conn_start){ref, fd};
+        if (!st || ivy_spawn_n(conn_main, st) < 0) {
+            free(st);
+            ivy_close(fd);
+            continue;
+        }
+        ref->serving.refs++;
+    }
+    /* Closed now, the listener's queue moves to a sibling (tcp_migrate_req) at once. */
+    ivy_close(listen_fd);
+    ivy__serving_wait(&ref->serving);
+    unref(ref);
+    return fd == -ESHUTDOWN ? 0 : fd;
+}
+
+void ivy_http_stats(struct ivy_http_stats *out)
+{
+    const struct http_totals *t = &ivy__http_totals;
+    *out = (struct ivy_http_stats){
+        .requests = t->requests,
+        .errors = t->errors,
+        .conns_open = ivy__conns.open,
+        .conns_total = ivy__conns.total,
+        .bytes_in = t->bytes_in,
+        .bytes_out = t->bytes_out,
+        .buffers_held = ivy__http_buffers_held(),
+    };
+}
