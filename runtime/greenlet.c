@@ -220,7 +220,8 @@ static IVY_ALWAYS_INLINE int resume(struct ivy_tstate *ts, ivy_greenlet *to, voi
 
 int ivy_switch(ivy_greenlet *g, void *in, void **out)
 {
-    struct ivy_tstate *ts = tstate_get();
+    /* No tstate_get(): a greenlet of this thread was made by it, so its state is set up. */
+    struct ivy_tstate *ts = &tstate;
     if (IVY_UNLIKELY(g->ts != ts)) return -EPERM;
     return resume(ts, g, in, 0, out);
 }
