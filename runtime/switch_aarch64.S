@@ -10,7 +10,8 @@
  * flush-to-zero, exception trap enables) callee-saved, so by default each greenlet keeps its
  * own: the switch reads ours (mrs, into a register), loads theirs with the other registers and
  * writes FPCR only when the two differ, which is nearly never: msr fpcr is the dear part, a
- * write that many cores do not rename and serialise on. (Boost.Context's arm64 jump_fcontext keeps no FPCR at all.)
+ * write that many cores do not rename and serialise on. (Boost.Context's arm64 jump_fcontext
+ * keeps no FPCR at all.)
  * FPSR, the cumulative exception flags, is caller-saved and not kept, as x86-64's flag bits
  * are not. Built with IVY_SHARED_FPENV (see include/ivy/greenlet.h) FPCR is neither read nor
  * written: every greenlet of the thread shares it.
