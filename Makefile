@@ -2,7 +2,7 @@
 # ASan+UBSan into build-asan/ and runs every test, `make run` serves, `make bench` measures.
 JOBS ?= $(shell nproc)
 TEST_DEPS ?= wrk nginx-light
-BENCH_DEPS ?= wrk nginx-light python3-gevent python3-eventlet
+BENCH_DEPS ?= wrk nginx-light python3-gevent python3-eventlet libboost-context-dev
 
 .PHONY: all release debug test run bench deps clean format
 

@@ -1,12 +1,20 @@
 /*
  * The switch-cost claim of DESIGN.md §1: one-way switch between two greenlets ping-ponging,
- * against glibc swapcontext doing the same ping-pong in the same run (it makes a sigprocmask
- * syscall on every switch). Each figure is the median of RUNS runs of millions of switches,
- * timed in the thread's CPU time so that other load on a shared machine does not inflate it.
+ * against, in the same run, the two things a user would pick instead:
+ * - Boost.Context's bare jump_fcontext ping-pong (Debian's libboost_context, C-callable): the
+ *   fastest coroutine switch in common use. It saves MXCSR and the x87 control word as ivy's
+ *   default does, and keeps no state at all beyond the stack pointer. The bench prints n/a
+ *   when the library was absent at configure time.
+ * - glibc swapcontext, which makes a sigprocmask syscall on every switch.
+ * Each figure is the median of RUNS runs of millions of switches, the peers interleaved round
+ * by round, timed in the thread's CPU time so that other load on a shared machine inflates
+ * them less.
  *
- *   switch_ns: X ns
+ *   switch_ns: X ns                 (switch_shared_fpenv_ns under IVY_SHARED_FPENV)
+ *   boost_context_switch_ns: B ns
+ *   switch_vs_boost_context: X/B x  (below 1: ivy is faster)
  *   swapcontext_switch_ns: Y ns
- *   switch_speedup: Z x
+ *   switch_speedup: Y/X x
  */
 #include <ivy/ivy.h>
 
@@ -18,7 +26,13 @@
 
 #include "bench.h"
 
-enum { RUNS = 7, IVY_ROUNDS = 5000000, UC_ROUNDS = 500000, UC_STACK = 64 * 1024 };
+enum { RUNS = 9, ROUNDS = 5000000, UC_ROUNDS = 500000, PEER_STACK = 64 * 1024 };
+
+#if defined(IVY_SHARED_FPENV)
+#define SWITCH_NAME "switch_shared_fpenv"
+#else
+#define SWITCH_NAME "switch"
+#endif
 
 static double now_ns(void)
 {
@@ -62,7 +76,52 @@ static double ivy_switch_ns(long rounds)
     return (double)(uintptr_t)ps / 1000.0;
 }
 
-/* ---- the peer: the same ping-pong with swapcontext ------------------------------------- */
+/* ---- Boost.Context: the same ping-pong with jump_fcontext ------------------------------ */
+
+#if defined(IVY_BENCH_BOOST_CONTEXT)
+/* Boost.Context's C ABI (boost/context/detail/fcontext.hpp), declared here so that the bench
+   needs the library only, not its C++ headers. noplt: called through the GOT directly, as a
+   program linking it statically or with -fno-plt would, so the peer pays no PLT stub. */
+typedef void *fcontext_t;
+typedef struct {
+    fcontext_t fctx;
+    void *data;
+} transfer_t;
+extern transfer_t jump_fcontext(fcontext_t const to, void *vp) __attribute__((noplt));
+extern fcontext_t make_fcontext(void *sp, size_t size, void (*fn)(transfer_t))
+    __attribute__((noplt));
+
+static char boost_stacks[2][PEER_STACK] __attribute__((aligned(64)));
+static double boost_ns;
+
+static void boost_pong(transfer_t t)
+{
+    for (;;)
+        t = jump_fcontext(t.fctx, NULL);
+}
+
+static void boost_ping(transfer_t t)
+{
+    fcontext_t back = t.fctx;
+    long rounds = (long)(intptr_t)t.data;
+    fcontext_t peer = make_fcontext(boost_stacks[1] + PEER_STACK, PEER_STACK, boost_pong);
+    double t0 = now_ns();
+    for (long i = 0; i < rounds; i++)
+        peer = jump_fcontext(peer, NULL).fctx;
+    boost_ns = (now_ns() - t0) / (2.0 * (double)rounds);
+    jump_fcontext(back, NULL); /* never resumed: the next run makes fresh contexts */
+    abort();
+}
+
+static double boost_switch_ns(long rounds)
+{
+    fcontext_t c = make_fcontext(boost_stacks[0] + PEER_STACK, PEER_STACK, boost_ping);
+    jump_fcontext(c, (void *)(intptr_t)rounds);
+    return boost_ns;
+}
+#endif
+
+/* ---- glibc: the same ping-pong with swapcontext ---------------------------------------- */
 
 static ucontext_t uc_main, uc_ping, uc_pong;
 static long uc_rounds;
@@ -84,7 +143,7 @@ static void uc_ping_fn(void)
 
 static double swapcontext_switch_ns(long rounds)
 {
-    static char ping_stack[UC_STACK], pong_stack[UC_STACK];
+    static char ping_stack[PEER_STACK], pong_stack[PEER_STACK];
     getcontext(&uc_ping);
     uc_ping.uc_stack = (stack_t){.ss_sp = ping_stack, .ss_size = sizeof ping_stack};
     uc_ping.uc_link = &uc_main;
@@ -101,15 +160,30 @@ static double swapcontext_switch_ns(long rounds)
 int main(void)
 {
     double ivy[RUNS], uc[RUNS];
-    ivy_switch_ns(IVY_ROUNDS / 10); /* warm up: stacks, caches, branch predictors */
+    ivy_switch_ns(ROUNDS / 10); /* warm up: stacks, caches, branch predictors */
     swapcontext_switch_ns(UC_ROUNDS / 10);
+#if defined(IVY_BENCH_BOOST_CONTEXT)
+    double bc[RUNS];
+    boost_switch_ns(ROUNDS / 10);
+#endif
     for (int r = 0; r < RUNS; r++) {
-        ivy[r] = ivy_switch_ns(IVY_ROUNDS);
+        ivy[r] = ivy_switch_ns(ROUNDS);
+#if defined(IVY_BENCH_BOOST_CONTEXT)
+        bc[r] = boost_switch_ns(ROUNDS);
+#endif
         uc[r] = swapcontext_switch_ns(UC_ROUNDS);
     }
     double s = median(ivy, RUNS), u = median(uc, RUNS);
-    printf("switch_ns: %.2f ns\n", s);
+    printf(SWITCH_NAME "_ns: %.2f ns\n", s);
+#if defined(IVY_BENCH_BOOST_CONTEXT)
+    double b = median(bc, RUNS);
+    printf("boost_context_switch_ns: %.2f ns\n", b);
+    printf(SWITCH_NAME "_vs_boost_context: %.2f x\n", s / b);
+#else
+    printf("boost_context_switch_ns: n/a (libboost_context was not found at configure time)\n");
+    printf(SWITCH_NAME "_vs_boost_context: n/a\n");
+#endif
     printf("swapcontext_switch_ns: %.2f ns\n", u);
-    printf("switch_speedup: %.1f x\n", u / s);
+    printf(SWITCH_NAME "_speedup: %.1f x\n", u / s);
     return 0;
 }

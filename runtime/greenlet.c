@@ -28,10 +28,10 @@
 #endif
 
 struct ivy_tstate {
+    struct ivy_tstate *self; /* NULL until set up: one load yields the address or "not yet" */
     ivy_greenlet *current;
     ivy_greenlet main;
     void *xfer_value; /* run's argument, for a greenlet's first entry */
-    bool inited;
 #if IVY_ASAN
     ivy_greenlet *from; /* the greenlet we switched away from, to learn its stack bounds */
 #endif
@@ -44,8 +44,8 @@ static void install_fault_handler(void);
 static struct ivy_tstate *tstate_get(void)
 {
     struct ivy_tstate *ts = &tstate;
-    if (IVY_UNLIKELY(!ts->inited)) {
-        ts->inited = true;
+    if (IVY_UNLIKELY(!ts->self)) {
+        ts->self = ts;
         ts->main.state = IVY_G_ACTIVE;
         ts->main.ts = ts;
         ts->main.name = "main";
@@ -220,8 +220,11 @@ static IVY_ALWAYS_INLINE int resume(struct ivy_tstate *ts, ivy_greenlet *to, voi
 
 int ivy_switch(ivy_greenlet *g, void *in, void **out)
 {
-    struct ivy_tstate *ts = tstate_get();
-    if (IVY_UNLIKELY(g->ts != ts)) return -EPERM;
+    /* No tstate_get(): a greenlet of this thread was made by it, so its state is set up, and
+       one of another thread's never matches self, NULL or not. Comparing with self (one load)
+       rather than &tstate (an add to the thread pointer) is the cheaper test. */
+    struct ivy_tstate *ts = &tstate;
+    if (IVY_UNLIKELY(g->ts != ts->self)) return -EPERM;
     return resume(ts, g, in, 0, out);
 }
 
@@ -397,7 +400,7 @@ static void on_fault(int sig, siginfo_t *si, void *uctx)
     char msg[512];
     size_t n = 0;
     struct ivy_tstate *ts = &tstate;
-    ivy_greenlet *g = ts->inited ? ts->current : NULL;
+    ivy_greenlet *g = ts->self ? ts->current : NULL;
     if (g && g != &ts->main && ivy__stack_guard_hit(&g->stack, si->si_addr)) {
         n += fmt_str(msg + n, "ivy: stack overflow in greenlet ");
         n += fmt_greenlet(msg + n, g);

@@ -1,9 +1,11 @@
 /*
  * Tests for runtime/greenlet.c below its semantics: a tree 10000 greenlets deep, a million
- * switches, the floating-point control words each greenlet keeps across switches, and the
- * reports of faults on a greenlet's stack. Fault reports run in a child process started from
- * this very binary (--crash MODE), so that the runtime installs its SIGSEGV handler in a fresh
- * process, exactly as a user's program would, and no cmocka handler stands in the way.
+ * switches, the floating-point control words each greenlet keeps across switches (or, built
+ * with IVY_SHARED_FPENV, shares: tests/CMakeLists.txt builds this file a second time so, as
+ * test_greenlet_stack_shared_fpenv), and the reports of faults on a greenlet's stack. Fault reports
+ * run in a child process started from this very binary (--crash MODE), so that the runtime installs
+ * its SIGSEGV handler in a fresh process, exactly as a user's program would, and no cmocka handler
+ * stands in the way.
  */
 #include "greenlet_test.h"
 
@@ -101,68 +103,112 @@ static void million_switches_ping_pong(void **state)
     assert_int_equal(ivy_greenlet_free(g), 0);
 }
 
-/* ---- the floating-point control words are each greenlet's own ------------------------ */
+/* ---- the floating-point control words: each greenlet's own, or shared by opt-in -------- */
 
+/*
+ * One value for a thread's FP control words, and three changes to it: the first two touch one
+ * word each (the x86-64 switch compares its two words separately), the third both.
+ * x86-64: MXCSR's control bits (its flags are status, not kept) and, above them, the x87
+ * control word; the changes: MXCSR flush-to-zero and round-up, x87 precision down to single.
+ * aarch64: FPCR; the changes: round-up, flush-to-zero.
+ */
 #if defined(__x86_64__)
 #include <xmmintrin.h>
 
-static unsigned short fpucw_get(void)
+static uint64_t fpctl_get(void)
 {
     unsigned short cw;
     __asm__ volatile("fnstcw %0" : "=m"(cw));
-    return cw;
+    return (_mm_getcsr() & 0xffc0u) | (uint64_t)cw << 32;
 }
 
-static void fpucw_set(unsigned short cw)
+static void fpctl_set(uint64_t v)
 {
+    unsigned short cw = (unsigned short)(v >> 32);
+    _mm_setcsr((_mm_getcsr() & 0x3fu) | ((unsigned)v & 0xffc0u));
     __asm__ volatile("fldcw %0" : : "m"(cw));
 }
 
-enum { MXCSR_RC_UP = 0x4000, MXCSR_FTZ = 0x8000, FPUCW_PC_SINGLE_MASK = 0x0300 };
-static unsigned fp_seen[4];
+static const uint64_t fp_change[3] = {0xc000, (uint64_t)0x0300 << 32,
+                                      0xc000 | (uint64_t)0x0300 << 32};
+#elif defined(__aarch64__)
+static uint64_t fpctl_get(void)
+{
+    uint64_t v;
+    __asm__ volatile("mrs %0, fpcr" : "=r"(v));
+    return v;
+}
 
-/* Changes MXCSR only, then the x87 word only, then both, switching to main after each. */
+static void fpctl_set(uint64_t v)
+{
+    __asm__ volatile("msr fpcr, %0" : : "r"(v));
+}
+
+static const uint64_t fp_change[3] = {1u << 22, 1u << 24, 1u << 22 | 1u << 24};
+#endif
+
+#if defined(__x86_64__) || defined(__aarch64__)
+static uint64_t fp_seen[3];
+
+#if !defined(IVY_SHARED_FPENV)
+/* Makes each change in turn, switching to main after each, and records what it finds back. */
 static void *fp_changer(void *arg)
 {
-    unsigned mxcsr = _mm_getcsr();
-    unsigned short cw = fpucw_get();
-    _mm_setcsr(mxcsr | MXCSR_FTZ | MXCSR_RC_UP);
-    ivy_switch(main_g, NULL, NULL);
-    fp_seen[0] = _mm_getcsr();
-    fpucw_set((unsigned short)(cw & ~FPUCW_PC_SINGLE_MASK)); /* precision: single */
-    ivy_switch(main_g, NULL, NULL);
-    fp_seen[1] = fpucw_get();
-    fp_seen[2] = _mm_getcsr();
-    ivy_switch(main_g, NULL, NULL);
-    fp_seen[3] = fpucw_get();
-    _mm_setcsr(mxcsr);
-    fpucw_set(cw);
+    uint64_t mine = fpctl_get();
+    for (int i = 0; i < 3; i++) {
+        fpctl_set(mine ^ fp_change[i]);
+        ivy_switch(main_g, NULL, NULL);
+        fp_seen[i] = fpctl_get();
+    }
+    fpctl_set(mine);
     return NULL;
 }
 
 static void floating_point_control_words_are_per_greenlet(void **state)
 {
     (void)state;
-    unsigned mxcsr = _mm_getcsr();
-    unsigned short cw = fpucw_get();
+    uint64_t mine = fpctl_get();
     ivy_greenlet *g = ivy_greenlet_new(fp_changer, NULL, 0);
-    assert_int_equal(ivy_switch(g, NULL, NULL), 0);
-    assert_int_equal(_mm_getcsr() & 0xffc0, mxcsr & 0xffc0); /* control bits; flags may differ */
-    assert_int_equal(fpucw_get(), cw);
-    assert_int_equal(ivy_switch(g, NULL, NULL), 0);
-    assert_int_equal(_mm_getcsr() & 0xffc0, mxcsr & 0xffc0);
-    assert_int_equal(fpucw_get(), cw);
-    assert_int_equal(ivy_switch(g, NULL, NULL), 0);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(ivy_switch(g, NULL, NULL), 0);
+        assert_int_equal(fpctl_get(), mine); /* g's change stayed in g */
+    }
     assert_int_equal(ivy_switch(g, NULL, NULL), 0);
     assert_true(ivy_greenlet_dead(g));
-    assert_int_equal(fp_seen[0] & 0xffc0, (mxcsr | MXCSR_FTZ | MXCSR_RC_UP) & 0xffc0);
-    assert_int_equal(fp_seen[1], cw & ~FPUCW_PC_SINGLE_MASK);
-    assert_int_equal(fp_seen[2] & 0xffc0, (mxcsr | MXCSR_FTZ | MXCSR_RC_UP) & 0xffc0);
-    assert_int_equal(fp_seen[3], cw & ~FPUCW_PC_SINGLE_MASK);
-    assert_int_equal(_mm_getcsr() & 0xffc0, mxcsr & 0xffc0);
-    assert_int_equal(fpucw_get(), cw);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(fp_seen[i], mine ^ fp_change[i]); /* and g got its own back */
+    assert_int_equal(fpctl_get(), mine);
     assert_int_equal(ivy_greenlet_free(g), 0);
 }
+#else
+/* Records main's words, changes them, then records main's again. */
+static void *fp_sharer(void *arg)
+{
+    fp_seen[0] = fpctl_get();
+    fpctl_set(fp_seen[0] ^ fp_change[2]);
+    ivy_switch(main_g, NULL, NULL);
+    fp_seen[2] = fpctl_get();
+    return NULL;
+}
+
+/* The opt-in build: one set of control words for the thread, whichever greenlet sets them. */
+static void floating_point_control_words_are_shared_with_ivy_shared_fpenv(void **state)
+{
+    (void)state;
+    uint64_t mine = fpctl_get();
+    ivy_greenlet *g = ivy_greenlet_new(fp_sharer, NULL, 0);
+    fpctl_set(mine ^ fp_change[0]); /* after g was made */
+    assert_int_equal(ivy_switch(g, NULL, NULL), 0);
+    fp_seen[1] = fpctl_get();
+    fpctl_set(mine);
+    assert_int_equal(ivy_switch(g, NULL, NULL), 0);
+    assert_true(ivy_greenlet_dead(g));
+    assert_int_equal(fp_seen[0], mine ^ fp_change[0]); /* main's, set after g was made */
+    assert_int_equal(fp_seen[1], mine ^ fp_change[1]); /* g's, across its switch back */
+    assert_int_equal(fp_seen[2], mine);                /* main's restored ones */
+    assert_int_equal(ivy_greenlet_free(g), 0);
+}
+#endif
 #endif
 
 /* ---- 10. faults, in a child process ---------------------------------------------------- */
@@ -243,8 +289,10 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(deep_tree_of_10000_nested_greenlets_unwinds),
         cmocka_unit_test(million_switches_ping_pong),
-#if defined(__x86_64__)
+#if (defined(__x86_64__) || defined(__aarch64__)) && !defined(IVY_SHARED_FPENV)
         cmocka_unit_test(floating_point_control_words_are_per_greenlet),
+#elif defined(__x86_64__) || defined(__aarch64__)
+        cmocka_unit_test(floating_point_control_words_are_shared_with_ivy_shared_fpenv),
 #endif
         cmocka_unit_test(stack_overflow_names_greenlet_and_stack_size_then_aborts),
         cmocka_unit_test(wild_write_reported_as_fatal_sigsegv),

@@ -19,6 +19,28 @@
  *
  * Every call returns 0 or a negative errno; greenlets belong to the thread that created them
  * and any call on another thread's greenlet fails with -EPERM.
+ *
+ * Floating-point control words. By default each greenlet keeps its own, as the ABIs make them
+ * callee-saved (and as greenlet and Boost.Context do): the control bits of MXCSR (rounding, FTZ,
+ * DAZ, exception masks) and the x87 control word (precision, rounding, masks) on x86-64, FPCR
+ * (rounding, FZ, DN, AHP, trap enables) on aarch64. A switch saves the leaving greenlet's words
+ * and restores the resumed one's; a new greenlet starts with its creator's words of the moment
+ * it was created. The status flags (MXCSR's exception flags, the x87 status word, FPSR) are not
+ * kept: they belong to the thread in either build.
+ *
+ * IVY_SHARED_FPENV, a build option of ivy (cmake -DIVY_SHARED_FPENV=ON, which defines the macro
+ * for every target of the build), drops the control words from the switch, for programs that
+ * never change rounding modes, flush-to-zero or exception masks once greenlets run. It makes a
+ * switch about a third cheaper (README's performance table; bench/switch prints the figure of
+ * the build it is part of). What a program gives up with it:
+ * - The control words are one set per thread, shared by all its greenlets and green threads.
+ *   A greenlet that calls fesetround, fesetenv, feenableexcept, _mm_setcsr or
+ *   _MM_SET_FLUSH_ZERO_MODE (or a library that does so), then switches or blocks, leaves that
+ *   mode in force in every greenlet that runs next, and finds on resuming whatever mode the
+ *   last greenlet left. Only a change undone before the next switch (save, compute, restore,
+ *   with no ivy call that may block in between) stays private.
+ * - A new greenlet starts with the words in force when it first runs, not its creator's.
+ * Everything else about a switch is the same in both builds.
  */
 #ifndef IVY_GREENLET_H
 #define IVY_GREENLET_H
