@@ -1,10 +1,13 @@
 # Thin wrapper over CMake. `make` builds Release into build/, `make test` builds Debug with
-# ASan+UBSan into build-asan/ and runs every test, `make run` serves, `make bench` measures.
+# ASan+UBSan into build-asan/ and runs every test, `make run` serves, `make bench` measures,
+# `make install PREFIX=/usr/local` installs the library, headers, ivy.pc, the CMake package and
+# the ivy command (DESTDIR is honoured, for packaging).
 JOBS ?= $(shell nproc)
+PREFIX ?= /usr/local
 TEST_DEPS ?= wrk nginx-light
 BENCH_DEPS ?= wrk nginx-light python3-gevent python3-eventlet
 
-.PHONY: all release debug test run bench deps clean format
+.PHONY: all release debug test run bench deps clean format install
 
 all: release
 
@@ -24,6 +27,9 @@ test:
 	@$(MAKE) --no-print-directory debug
 	@# serially: several tests time sleeps and respawns, and two of them saturate both cores
 	@cd build-asan && ctest --output-on-failure
+
+install: release
+	@DESTDIR="$(DESTDIR)" cmake --install build --prefix "$(PREFIX)"
 
 run: release
 	./build/apps/ivy serve $(ARGS)

@@ -7,5 +7,6 @@
 #include "ivy/offload.h"
 #include "ivy/sync.h"
 #include "ivy/socket.h"
+#include "ivy/version.h"
 
 #endif
