@@ -28,8 +28,12 @@ test:
 	@# serially: several tests time sleeps and respawns, and two of them saturate both cores
 	@cd build-asan && ctest --output-on-failure
 
-install: release
-	@DESTDIR="$(DESTDIR)" cmake --install build --prefix "$(PREFIX)"
+# The prefix goes into the configuration too: it decides the library directory
+# (lib/x86_64-linux-gnu under /usr on Debian, lib elsewhere).
+install: deps
+	@cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX="$(PREFIX)" >/dev/null
+	@cmake --build build -j $(JOBS)
+	@DESTDIR="$(DESTDIR)" cmake --install build
 
 run: release
 	./build/apps/ivy serve $(ARGS)

@@ -50,6 +50,9 @@ for green in $(find "$work/build" -maxdepth 3 -name 'libivy_green.so' -printf '%
     [ -e "$libdir/$green" ] || fail "$green built but not installed"
 done
 [ "$("$prefix/bin/ivy" --version)" = "ivy $version" ] || fail "ivy --version"
+# jemalloc is the malloc of ivy's own programs, never forced on the library's users.
+readelf -d "$prefix/bin/ivy" | grep -q 'NEEDED.*libjemalloc' || fail "bin/ivy lacks jemalloc"
+! readelf -d "$libdir/libivy.so" | grep -q 'NEEDED.*libjemalloc' || fail "libivy.so needs jemalloc"
 
 # Runs "$@" (a server started on port 0), reads the port from its first line into $port.
 start_server() {
@@ -111,6 +114,7 @@ check_all() {
         static) [ "$linked" = 0 ] || fail "$bin loads libivy.so" ;;
         none) readelf -d "$bin" | grep -q "no dynamic section" || fail "$bin is not static" ;;
         esac
+        ! readelf -d "$bin" | grep -q 'NEEDED.*libjemalloc' || fail "$bin got jemalloc from ivy"
         "$check" "$bin"
     done
     step "$needs: ${#examples[@]} examples in $dir$( [ -z "$suffix" ] || echo " ($suffix)") pass"
@@ -138,22 +142,25 @@ check_all "$out/pc" -static static
 check_all "$out/pc" -allstatic none
 
 names=$(printf '%s;' "${examples[@]%% *}")
-cmake -S "$src/tests/consumer" -B "$out/find_package" -DCMAKE_PREFIX_PATH="$prefix" \
-    -DIVY_EXAMPLES="$names" -DIVY_EXAMPLES_DIR="$src/examples" -DIVY_EXPECT_VERSION="$version" \
-    -DCMAKE_BUILD_RPATH="$libdir" >"$out/find_package.log" ||
-    { cat "$out/find_package.log"; fail "find_package(ivy) project"; }
-cmake --build "$out/find_package" -j "$jobs" >>"$out/find_package.log" ||
-    { cat "$out/find_package.log"; fail "find_package(ivy) build"; }
+# The consumer project in build directory $1, with more cmake arguments after it.
+consumer() {
+    local dir=$1
+    shift
+    cmake -S "$src/tests/consumer" -B "$dir" -DIVY_EXAMPLES="$names" \
+        -DIVY_EXAMPLES_DIR="$src/examples" "$@" >"$dir.log" ||
+        { cat "$dir.log"; fail "configure $dir"; }
+    cmake --build "$dir" -j "$jobs" >>"$dir.log" || { cat "$dir.log"; fail "build $dir"; }
+}
+consumer "$out/find_package" -DCMAKE_PREFIX_PATH="$prefix" -DIVY_EXPECT_VERSION="$version"
 check_all "$out/find_package" "" shared
 check_all "$out/find_package" -static static
+consumer "$out/find_package_static" -DCMAKE_PREFIX_PATH="$prefix" \
+    -DIVY_EXPECT_VERSION="$version" -DIVY_USE_STATIC_LIBS=ON
+check_all "$out/find_package_static" "" static
 
 # add_subdirectory: its build is kept in WORK-DIR (the library compiles once).
 sub=$work/add_subdirectory
-cmake -S "$src/tests/consumer" -B "$sub" -DIVY_SOURCE_DIR="$src" -DIVY_EXAMPLES="$names" \
-    -DIVY_EXAMPLES_DIR="$src/examples" >"$out/add_subdirectory.log" ||
-    { cat "$out/add_subdirectory.log"; fail "add_subdirectory(ivy) project"; }
+consumer "$sub" -DIVY_SOURCE_DIR="$src"
 ! grep -q CMOCKA "$sub/CMakeCache.txt" || fail "add_subdirectory(ivy) looked for cmocka"
-cmake --build "$sub" -j "$jobs" --target ${names//;/ } >>"$out/add_subdirectory.log" ||
-    { cat "$out/add_subdirectory.log"; fail "add_subdirectory(ivy) build"; }
 check_all "$sub" "" static
 step "installed ivy $version: pkg-config, find_package(ivy) and add_subdirectory(ivy) work"
