@@ -22,3 +22,7 @@ set(IVY_VERSION_SCRIPT ${PROJECT_BINARY_DIR}/libivy.map)
 # configure_file rewrites the map only when it changes, so an unrelated header edit relinks nothing.
 set(IVY_EXPORTED_NAMES "    ${body};")
 configure_file(${CMAKE_CURRENT_LIST_DIR}/libivy.map.in ${IVY_VERSION_SCRIPT} @ONLY)
+# The same names as a dynamic list, for a program that links libivy.a and lends its ivy_*
+# functions to the modules it dlopens (-Wl,--dynamic-list=${IVY_DYNAMIC_LIST}).
+set(IVY_DYNAMIC_LIST ${PROJECT_BINARY_DIR}/libivy.dynlist)
+configure_file(${CMAKE_CURRENT_LIST_DIR}/libivy.dynlist.in ${IVY_DYNAMIC_LIST} @ONLY)
