@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # dist/systemd's units as test_install installed them: systemd-analyze verify parses both and
 # finds the ivy command they start, without a complaint. Skips (77) without systemd-analyze.
+# (test_systemd.c runs the protocol they rely on: LISTEN_FDS and sd_notify.)
 #   Usage: test_systemd.sh PREFIX
 set -euo pipefail
 prefix=$1
-fail() { echo "test_systemd: FAIL: $*" >&2; exit 1; }
+fail() { echo "test_systemd_units: FAIL: $*" >&2; exit 1; }
 if ! command -v systemd-analyze >/dev/null; then
-    echo "test_systemd: SKIP: no systemd-analyze (the Debian package systemd)"
+    echo "test_systemd_units: SKIP: no systemd-analyze (the Debian package systemd)"
     exit 77
 fi
 dir=$prefix/share/doc/ivy/examples/systemd
@@ -21,4 +22,4 @@ grep -qx 'ListenStream=127.0.0.1:8080' "$dir/ivy.socket" || fail "ivy.socket lis
 out=$(systemd-analyze verify "$dir/ivy.socket" "$dir/ivy.service" 2>&1) ||
     fail "systemd-analyze verify: $out"
 [ -z "$out" ] || fail "systemd-analyze verify complained: $out"
-echo "test_systemd: ivy.socket and ivy.service verified"
+echo "test_systemd_units: ivy.socket and ivy.service verified"
