@@ -3,10 +3,10 @@
 # then every standalone example built out of tree against that prefix with pkg-config (ivy:
 # libivy.so; ivy-static: libivy.a; --static with -static: a fully static program) and with
 # find_package(ivy) (ivy::ivy, ivy::ivy_static), and against the source tree with
-# add_subdirectory(ivy). Each program runs, is talked to and is stopped.
-#   Usage: test_install.sh SOURCE-DIR WORK-DIR VERSION ABI-VERSION
+# add_subdirectory(ivy) (its defaults: libivy.a alone). Each program runs, is talked to and is
+# stopped.   Usage: test_install.sh SOURCE-DIR WORK-DIR VERSION ABI-VERSION
 # WORK-DIR keeps the builds between runs (only what changed is rebuilt); WORK-DIR/prefix is
-# left installed for test_systemd.
+# left installed for test_systemd_units.
 set -euo pipefail
 src=$1 work=$2 version=$3 abi=$4
 cc=${CC:-cc}
@@ -162,5 +162,6 @@ check_all "$out/find_package_static" "" static
 sub=$work/add_subdirectory
 consumer "$sub" -DIVY_SOURCE_DIR="$src"
 ! grep -q CMOCKA "$sub/CMakeCache.txt" || fail "add_subdirectory(ivy) looked for cmocka"
+! grep -q JEMALLOC "$sub/CMakeCache.txt" || fail "add_subdirectory(ivy) looked for jemalloc"
 check_all "$sub" "" static
 step "installed ivy $version: pkg-config, find_package(ivy) and add_subdirectory(ivy) work"
