@@ -136,8 +136,8 @@ static void serves_the_inherited_listener_after_ready(void **state)
 static void pings_the_watchdog_at_half_its_period(void **state)
 {
     struct activated a;
-    activate(&a, "400000"); /* WatchdogSec=0.4: a ping every 0.2 s */
-    double last = 0, gap_min = 1e9, gap_max = 0;
+    activate(&a, "1000000"); /* WatchdogSec=1: a ping every 0.5 s */
+    double first = 0, last = 0, gap_max = 0;
     int pings = 0;
     bool ready = false;
     while (pings < 5 || !ready) {
@@ -149,16 +149,14 @@ static void pings_the_watchdog_at_half_its_period(void **state)
         }
         assert_string_equal(m, "WATCHDOG=1");
         double t = now_s();
-        if (pings++) {
-            gap_min = t - last < gap_min ? t - last : gap_min;
-            gap_max = t - last > gap_max ? t - last : gap_max;
-        }
+        if (pings++ == 0) first = t;
+        if (pings > 1 && t - last > gap_max) gap_max = t - last;
         last = t;
     }
-    /* Never faster than half the period; slower only by the supervisor's 10 ms tick and load,
-     * far from the 0.4 s after which systemd would kill the service. */
-    assert_true(gap_min >= 0.19);
-    assert_true(gap_max < 0.39);
+    /* Arrival times carry this process's own scheduling delays, so: on average not faster than
+     * half the period, and never as late as the period, after which systemd would kill it. */
+    assert_true((last - first) / (pings - 1) >= 0.45);
+    assert_true(gap_max < 1.0);
     stop(&a);
 }
 
