@@ -1,10 +1,13 @@
 # Thin wrapper over CMake. `make` builds Release into build/, `make test` builds Debug with
-# ASan+UBSan into build-asan/ and runs every test, `make run` serves, `make bench` measures.
+# ASan+UBSan into build-asan/ and runs every test, `make run` serves, `make bench` measures,
+# `make install PREFIX=/usr/local` installs the library, headers, ivy.pc, the CMake package and
+# the ivy command (DESTDIR is honoured, for packaging).
 JOBS ?= $(shell nproc)
+PREFIX ?= /usr/local
 TEST_DEPS ?= wrk nginx-light
 BENCH_DEPS ?= wrk nginx-light python3-gevent python3-eventlet libboost-context-dev
 
-.PHONY: all release debug test run bench deps clean format
+.PHONY: all release debug test run bench deps clean format install
 
 all: release
 
@@ -24,6 +27,13 @@ test:
 	@$(MAKE) --no-print-directory debug
 	@# serially: several tests time sleeps and respawns, and two of them saturate both cores
 	@cd build-asan && ctest --output-on-failure
+
+# The prefix goes into the configuration too: it decides the library directory
+# (lib/x86_64-linux-gnu under /usr on Debian, lib elsewhere).
+install: deps
+	@cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX="$(PREFIX)" >/dev/null
+	@cmake --build build -j $(JOBS)
+	@DESTDIR="$(DESTDIR)" cmake --install build
 
 run: release
 	./build/apps/ivy serve $(ARGS)

@@ -6,6 +6,7 @@
 #include "echo_app.h"
 #include "http_app.h"
 #include "ivy/cluster.h"
+#include "ivy/version.h"
 #include "load.h"
 
 #include <errno.h>
@@ -22,7 +23,9 @@ static void usage(FILE *out)
           "commands:\n"
           "  serve   run a server: one pinned worker process per CPU under a supervisor\n"
           "  load    generate HTTP or echo load (ivy load --help)\n"
-          "  stats   show a running server's counters (ivy stats --help)\n",
+          "  stats   show a running server's counters (ivy stats --help)\n"
+          "\n"
+          "ivy --version prints the version.\n",
           out);
 }
 
@@ -303,6 +306,10 @@ int main(int argc, char **argv)
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("ivy %s\n", ivy_version_string());
+        return 0;
     }
     if (!strcmp(argv[1], "serve")) return cmd_serve(argc - 1, argv + 1, argv);
     if (!strcmp(argv[1], "load")) return ivy_load_main(argc - 1, argv + 1);

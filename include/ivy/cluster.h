@@ -32,6 +32,7 @@
 #include "ivy/http.h"
 #include "ivy/hub.h"
 #include "ivy/socket.h"
+#include "ivy/version.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -9,5 +9,6 @@
 #include "ivy/offload.h"
 #include "ivy/socket.h"
 #include "ivy/sync.h"
+#include "ivy/version.h"
 
 #endif
