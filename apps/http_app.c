@@ -4,6 +4,7 @@
  *   GET /          Hello, World!
  *   POST|PUT /echo the body back
  *   GET /sleep?ms=N a green sleep of N ms (at most 60 s), then "slept N ms"
+ *   GET /users/{id} {"id":N} for a decimal id: a path parameter through the router, as JSON
  *   GET /stats     this worker's counters as JSON
  *   GET /spin?ms=N with test_routes: computes N ms without yielding (watchdog tests)
  * Every response names its worker in X-Ivy-Worker: index/pid.
@@ -74,6 +75,20 @@ static int spin(ivy_http_req *r, void *arg)
     return ivy_http_respond(r, 200, "text/plain", msg, (size_t)n);
 }
 
+static int user(ivy_http_req *r, void *arg)
+{
+    struct ivy_http_slice id = ivy_http_param(r, "id");
+    uint64_t v = 0;
+    if (id.len > 18) return ivy_http_error(r, 404);
+    for (size_t i = 0; i < id.len; i++) {
+        if (id.p[i] < '0' || id.p[i] > '9') return ivy_http_error(r, 404);
+        v = v * 10 + (uint64_t)(id.p[i] - '0');
+    }
+    char body[40];
+    int n = snprintf(body, sizeof body, "{\"id\":%llu}", (unsigned long long)v);
+    return ivy_http_respond(r, 200, "application/json", body, (size_t)n);
+}
+
 static int stats(ivy_http_req *r, void *arg)
 {
     struct ivy_hub_stats hs;
@@ -109,6 +124,7 @@ void ivy_http_app(int listen_fd, void *arg)
     ivy_http_route(rt, "PUT /echo", echo, NULL);
     ivy_http_route(rt, "GET /sleep", sleep_route, NULL);
     ivy_http_route(rt, "GET /stats", stats, NULL);
+    ivy_http_route(rt, "GET /users/{id}", user, NULL);
     if (o && o->test_routes) ivy_http_route(rt, "GET /spin", spin, NULL);
     char worker[64];
     snprintf(worker, sizeof worker, "X-Ivy-Worker: %d/%d\r\n", ivy_worker_index(), (int)getpid());
