@@ -157,8 +157,11 @@ static int cmd_serve(int argc, char **argv, char **main_argv)
         switch (c) {
         case O_APP:
             if (strchr(optarg, '/')) { /* an app module */
-                o.module = optarg;
-                o.app_name = strrchr(optarg, '/') + 1;
+                /* A copy: the workers overwrite argv with their titles. */
+                char *path = realpath(optarg, NULL);
+                o.module = path ? path : strdup(optarg);
+                if (!o.module) return 2;
+                o.app_name = strrchr(o.module, '/') + 1;
             } else if (!strcmp(optarg, "http") || !strcmp(optarg, "echo")) {
                 o.app_name = strcmp(optarg, "http") ? "echo" : "http";
             } else {

@@ -37,8 +37,10 @@ static int put_head(struct http_conn *c, ivy_http_req *r, int status, const char
     if (!n) return -EINVAL;
     /* Our headers go before the blank line that ends the head. */
     char *p = o + n - 2;
-    memcpy(p, c->srv->headers, c->srv->headers_len);
-    p += c->srv->headers_len;
+    if (c->srv->headers_len) {
+        memcpy(p, c->srv->headers, c->srv->headers_len);
+        p += c->srv->headers_len;
+    }
     if (r && r->xh_len) {
         memcpy(p, r->xh, r->xh_len);
         p += r->xh_len;

@@ -3,6 +3,12 @@
 #define IVY_TEST_UTIL_H
 
 #include <arpa/inet.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <netinet/in.h>
@@ -62,5 +68,50 @@ static inline const char *ivy_binary(void)
         snprintf(path, sizeof path, "%s/apps/ivy", dir ? dir : "build");
     }
     return path;
+}
+/* Starts argv[0] with stdout and stderr appended to log (a new file); returns its pid. */
+static inline pid_t spawn_logged(const char *const *argv, const char *log)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0600);
+        dup2(fd, STDOUT_FILENO);
+        dup2(fd, STDERR_FILENO);
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        execv(argv[0], (char **)argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* The whole of a file (NUL-terminated, static buffer), "" if absent. */
+static inline const char *slurp(const char *path)
+{
+    static char buf[1 << 16];
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    buf[n] = 0;
+    if (f) fclose(f);
+    return buf;
+}
+
+/* Waits up to ms for needle to appear in the file at path: true when it did. */
+static inline bool wait_for_text(const char *path, const char *needle, int ms)
+{
+    for (int i = 0; i < ms / 10; i++, sleep_ms(10))
+        if (strstr(slurp(path), needle)) return true;
+    return strstr(slurp(path), needle) != NULL;
+}
+
+/* Waits up to ms for pid to exit: its wait status, or -1 (then it is killed). */
+static inline int wait_exit_ms(pid_t pid, int ms)
+{
+    int status;
+    for (int i = 0; i < ms / 10; i++, sleep_ms(10))
+        if (waitpid(pid, &status, WNOHANG) == pid) return status;
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    return -1;
 }
 #endif
