@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -158,10 +159,10 @@ static int cmd_serve(int argc, char **argv, char **main_argv)
         case O_APP:
             if (strchr(optarg, '/')) { /* an app module */
                 /* A copy: the workers overwrite argv with their titles. */
-                char *path = realpath(optarg, NULL);
-                o.module = path ? path : strdup(optarg);
-                if (!o.module) return 2;
-                o.app_name = strrchr(o.module, '/') + 1;
+                static char path[PATH_MAX];
+                if (!realpath(optarg, path)) snprintf(path, sizeof path, "%s", optarg);
+                o.module = path;
+                o.app_name = strrchr(path, '/') + 1;
             } else if (!strcmp(optarg, "http") || !strcmp(optarg, "echo")) {
                 o.app_name = strcmp(optarg, "http") ? "echo" : "http";
             } else {

@@ -29,24 +29,28 @@ struct pool {
     unsigned n;
 };
 
-/* Per worker (per OS thread). */
-static __thread struct {
+/* Per worker (per OS thread), allocated by the first server: on the heap rather than in
+ * thread-local storage, so that libivy.so's TLS stays small enough to be dlopen()ed. */
+struct bufs {
     struct pool in, out;
     char landing[IVY_HTTP_IN_SIZE - 1]; /* below the reader's buffer size: it always buffers */
     char dropped[4096]; /* what lingering connections read, shared: nobody looks at it */
     size_t page;
     uint64_t buffers_held;
-} bufs;
+};
+static __thread struct bufs *bufs;
 
-void ivy__http_conn_setup(void)
+int ivy__http_conn_setup(void)
 {
-    bufs.page = (size_t)sysconf(_SC_PAGESIZE);
+    if (!bufs && !(bufs = calloc(1, sizeof *bufs))) return -ENOMEM;
+    bufs->page = (size_t)sysconf(_SC_PAGESIZE);
+    return 0;
 }
 
 static char *pool_get(struct pool *p, size_t size)
 {
     char *b = p->n ? p->v[--p->n] : malloc(size);
-    bufs.buffers_held += b != NULL;
+    bufs->buffers_held += b != NULL;
     return b;
 }
 
@@ -54,7 +58,7 @@ static char *pool_get(struct pool *p, size_t size)
 static void pool_put(struct pool *p, char *b, size_t size, size_t pool_size)
 {
     if (!b) return;
-    bufs.buffers_held--;
+    bufs->buffers_held--;
     if (size == pool_size && p->n < POOL_KEEP)
         p->v[p->n++] = b;
     else
@@ -63,32 +67,32 @@ static void pool_put(struct pool *p, char *b, size_t size, size_t pool_size)
 
 char *ivy__http_out_get(void)
 {
-    return pool_get(&bufs.out, IVY_HTTP_OUT_SIZE);
+    return pool_get(&bufs->out, IVY_HTTP_OUT_SIZE);
 }
 
 uint64_t ivy__http_buffers_held(void)
 {
-    return bufs.buffers_held;
+    return bufs ? bufs->buffers_held : 0;
 }
 
 /* Drops the whole pages of b[0, size) (their contents do not matter: the buffer is free). */
 static void shed(char *b, size_t size)
 {
-    uintptr_t pg = (uintptr_t)bufs.page, lo = ((uintptr_t)b + pg - 1) & ~(pg - 1);
+    uintptr_t pg = (uintptr_t)bufs->page, lo = ((uintptr_t)b + pg - 1) & ~(pg - 1);
     uintptr_t hi = ((uintptr_t)b + size) & ~(pg - 1);
     if (b && hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
 }
 
 static void release_in(struct http_conn *c)
 {
-    pool_put(&bufs.in, c->in, c->cap, IVY_HTTP_IN_SIZE);
+    pool_put(&bufs->in, c->in, c->cap, IVY_HTTP_IN_SIZE);
     c->in = NULL;
     c->cap = c->off = c->len = 0;
 }
 
 static void release_out(struct http_conn *c)
 {
-    pool_put(&bufs.out, c->out, IVY_HTTP_OUT_SIZE, IVY_HTTP_OUT_SIZE);
+    pool_put(&bufs->out, c->out, IVY_HTTP_OUT_SIZE, IVY_HTTP_OUT_SIZE);
     c->out = NULL;
 }
 
@@ -108,13 +112,13 @@ ssize_t ivy__http_fill_cold(struct http_conn *c, double seconds)
     struct ivy_timeout to;
     ssize_t n = seconds > 0 ? ivy_timeout_begin(&to, seconds) : 0;
     if (n < 0) return n;
-    n = ivy_reader_read(c->rd, bufs.landing, sizeof bufs.landing);
+    n = ivy_reader_read(c->rd, bufs->landing, sizeof bufs->landing);
     if (seconds > 0) ivy_timeout_end(&to);
     if (n <= 0) return n;
-    c->rd_more = (size_t)n == sizeof bufs.landing; /* the reader may hold more: drain it first */
-    if (!(c->in = pool_get(&bufs.in, IVY_HTTP_IN_SIZE))) return -ENOMEM;
+    c->rd_more = (size_t)n == sizeof bufs->landing; /* the reader may hold more: drain it first */
+    if (!(c->in = pool_get(&bufs->in, IVY_HTTP_IN_SIZE))) return -ENOMEM;
     c->cap = IVY_HTTP_IN_SIZE;
-    memcpy(c->in, bufs.landing, (size_t)n);
+    memcpy(c->in, bufs->landing, (size_t)n);
     return n;
 }
 
@@ -125,8 +129,8 @@ int ivy__http_grow_in(struct http_conn *c)
     if (!b) return -ENOMEM;
     if (c->cap == IVY_HTTP_IN_SIZE) { /* a pooled buffer stays the pool's size */
         memcpy(b, c->in, c->len);
-        pool_put(&bufs.in, c->in, IVY_HTTP_IN_SIZE, IVY_HTTP_IN_SIZE);
-        bufs.buffers_held++;
+        pool_put(&bufs->in, c->in, IVY_HTTP_IN_SIZE, IVY_HTTP_IN_SIZE);
+        bufs->buffers_held++;
     }
     c->in = b;
     c->cap = cap;
@@ -176,7 +180,7 @@ void ivy__http_linger(int fd)
     struct ivy_timeout to;
     if (ivy_shutdown(fd, SHUT_WR) < 0 || ivy_timeout_begin(&to, LINGER_SECONDS) < 0) return;
     ssize_t n;
-    while (dropped < LINGER_BYTES && (n = ivy_recv(fd, bufs.dropped, sizeof bufs.dropped)) > 0)
+    while (dropped < LINGER_BYTES && (n = ivy_recv(fd, bufs->dropped, sizeof bufs->dropped)) > 0)
         dropped += (size_t)n;
     ivy_timeout_end(&to);
 }
@@ -255,6 +259,6 @@ ssize_t ivy__http_recv(struct http_conn *c, void *buf, size_t len, double second
 
 char *ivy__http_scratch(size_t *len)
 {
-    *len = sizeof bufs.dropped;
-    return bufs.dropped;
+    *len = sizeof bufs->dropped;
+    return bufs->dropped;
 }

@@ -217,7 +217,10 @@ int ivy_http_serve(int listen_fd, const struct ivy_http_options *o)
 {
     if (!o || !o->handler) return -EINVAL;
     struct http_server_ref *ref = calloc(1, sizeof *ref);
-    if (!ref) return -ENOMEM;
+    if (!ref || ivy__http_conn_setup() < 0) {
+        free(ref);
+        return -ENOMEM;
+    }
     struct http_server *s = &ref->s;
     ref->serving.refs = 1;
     s->handler = o->handler;
@@ -231,7 +234,6 @@ int ivy_http_serve(int listen_fd, const struct ivy_http_options *o)
     s->fresh_wait = ka;
     s->hot_wait = ka > 0 && ka < HOT_SECONDS ? ka : HOT_SECONDS;
     s->cold_wait = ka > 0 ? (ka > HOT_SECONDS ? ka - HOT_SECONDS : -1) : 0;
-    ivy__http_conn_setup();
     /* Accepted sockets inherit TCP_NODELAY: one system call here rather than one per accept;
      * without it a response that leaves in two sends would wait for a delayed ACK. */
     int one = 1;

@@ -103,7 +103,8 @@ struct http_totals {
 };
 extern __thread struct http_totals ivy__http_totals;
 
-void ivy__http_conn_setup(void); /* once per worker thread, before its first connection */
+/* Before a thread serves its first connection: 0 or -ENOMEM. */
+int ivy__http_conn_setup(void);
 
 /*
  * Cold: a connection idle with nothing buffered waits through its reader (created on the first
