@@ -36,8 +36,10 @@ static int get_user(ivy_http_req *r, void *arg)
 /* The string value of "name" in a flat JSON object, without escapes: enough for an example. */
 static int json_name(const char *body, size_t len, char *out, size_t cap)
 {
-    const char *p = memmem(body, len, "\"name\"", 6), *end = body + len;
-    if (!p) return -1;
+    const char *p = body, *end = body + len;
+    while (p + 6 <= end && memcmp(p, "\"name\"", 6))
+        p++;
+    if (p + 6 > end) return -1;
     for (p += 6; p < end && (*p == ' ' || *p == ':'); p++) {
     }
     if (p >= end || *p++ != '"') return -1;

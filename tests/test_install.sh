@@ -17,6 +17,8 @@ examples=(
     "echo_server check_echo"
     "hello_http check_hello_http"
     "hello_greenlet check_hello_greenlet"
+    "json_api check_json_api"
+    "kv_server check_kv_server"
 )
 
 fail() { echo "test_install: FAIL: $*" >&2; exit 1; }
@@ -100,6 +102,32 @@ check_hello_greenlet() {
     [ "$got" = $'hello world\n42' ] || fail "$1 printed '$got'"
 }
 
+# The cluster examples take a port (every worker binds the same one) and a worker count.
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+check_json_api() {
+    start_server "$1" "$(free_port)" 1
+    local body
+    for _ in $(seq 50); do
+        body=$(curl -s --max-time 10 "http://127.0.0.1:$port/users/7") && break
+        sleep 0.1
+    done
+    [ "$body" = '{"id":7,"name":"user-7"}' ] || fail "$1 answered '$body'"
+    body=$(curl -s --max-time 10 -d '{"name":"ada"}' "http://127.0.0.1:$port/users")
+    [ "$body" = '{"id":1,"name":"ada","worker":0}' ] || fail "$1 answered POST with '$body'"
+    stop_server
+}
+check_kv_server() {
+    start_server "$1" "$(free_port)" 1
+    local got sock
+    for _ in $(seq 50); do (: <>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+    exec {sock}<>"/dev/tcp/127.0.0.1/$port"
+    printf 'SET k v\nGET k\n' >&"$sock"
+    got=$(timeout 10 head -n 2 <&"$sock") || true
+    exec {sock}>&-
+    [ "$got" = $'OK\nVALUE v' ] || fail "$1 answered '$got'"
+    stop_server
+}
+
 # Checks every example built as $dir/$name$suffix; with need, the dynamic libivy it must or
 # must not load.
 check_all() {
@@ -164,4 +192,17 @@ consumer "$sub" -DIVY_SOURCE_DIR="$src"
 ! grep -q CMOCKA "$sub/CMakeCache.txt" || fail "add_subdirectory(ivy) looked for cmocka"
 ! grep -q JEMALLOC "$sub/CMakeCache.txt" || fail "add_subdirectory(ivy) looked for jemalloc"
 check_all "$sub" "" static
+# An app module, built as its users build one: against the headers alone, loaded by bin/ivy.
+$cc -shared -fPIC -O2 $(pkg-config --cflags ivy) "$src/examples/app_module.c" \
+    -o "$out/app_module.so" || fail "app_module.so: build with pkg-config"
+! readelf -d "$out/app_module.so" | grep -q 'NEEDED.*libivy' || fail "app_module.so links libivy"
+start_server "$prefix/bin/ivy" serve --app "$out/app_module.so" --listen "127.0.0.1:$(free_port)" \
+    --workers 1
+for _ in $(seq 50); do
+    body=$(curl -s --max-time 10 "http://127.0.0.1:$port/hello/you") && break
+    sleep 0.1
+done
+[ "$body" = "hello, you (app_module v1, worker 0)" ] || fail "app_module answered '$body'"
+stop_server
+step "app_module.so built out of tree serves under the installed ivy"
 step "installed ivy $version: pkg-config, find_package(ivy) and add_subdirectory(ivy) work"
