@@ -4,10 +4,9 @@
  * an input buffer, giving both back when a connection goes quiet, the cold wait that holds no
  * buffer, sending under the send timeout, the lingering close.
  *
- * A quiet connection waits through an ivy_reader, whose receive takes a ring buffer only when
- * bytes arrive, so it holds no buffer of ours (about 5 KiB of RSS each, its stack and reader).
- * The reader costs an allocation and two copies per receive, which is why busy connections
- * receive straight into a pooled input buffer instead.
+ * A quiet connection gives both buffers back (and their pages), then waits with no green
+ * thread at all (server.c): what it holds while idle is its record and the socket's receive
+ * state, a few hundred bytes.
  */
 #include "server_impl.h"
 
@@ -33,7 +32,6 @@ struct pool {
  * thread-local storage, so that libivy.so's TLS stays small enough to be dlopen()ed. */
 struct bufs {
     struct pool in, out;
-    char landing[IVY_HTTP_IN_SIZE - 1]; /* below the reader's buffer size: it always buffers */
     char dropped[4096]; /* what lingering connections read, shared: nobody looks at it */
     size_t page;
     uint64_t buffers_held;
@@ -100,26 +98,14 @@ void ivy__http_conn_release(struct http_conn *c)
 {
     release_in(c);
     release_out(c);
-    ivy_reader_free(c->rd);
-    c->rd = NULL;
-    free(c->req.xh);
-    c->req.xh = NULL;
 }
 
-ssize_t ivy__http_fill_cold(struct http_conn *c, double seconds)
+int ivy__http_in_get(struct http_conn *c)
 {
-    if (!c->rd && !(c->rd = ivy_reader_new(c->fd, 1))) return -ENOMEM;
-    struct ivy_timeout to;
-    ssize_t n = seconds > 0 ? ivy_timeout_begin(&to, seconds) : 0;
-    if (n < 0) return n;
-    n = ivy_reader_read(c->rd, bufs->landing, sizeof bufs->landing);
-    if (seconds > 0) ivy_timeout_end(&to);
-    if (n <= 0) return n;
-    c->rd_more = (size_t)n == sizeof bufs->landing; /* the reader may hold more: drain it first */
     if (!(c->in = pool_get(&bufs->in, IVY_HTTP_IN_SIZE))) return -ENOMEM;
     c->cap = IVY_HTTP_IN_SIZE;
-    memcpy(c->in, bufs->landing, (size_t)n);
-    return n;
+    c->off = c->len = 0;
+    return 0;
 }
 
 int ivy__http_grow_in(struct http_conn *c)
@@ -237,22 +223,13 @@ int ivy__http_out_put(struct http_conn *c, const void *buf, size_t len)
     return n < 0 ? (int)n : 0;
 }
 
-/* A receive for the connection: what its cold wait's reader still holds comes first. */
-static ssize_t recv_some(struct http_conn *c, void *buf, size_t len)
-{
-    if (!c->rd_more) return ivy_recv(c->fd, buf, len);
-    ssize_t n = ivy_reader_read(c->rd, buf, len);
-    c->rd_more = n > 0 && (size_t)n == len; /* less than asked: the reader is empty */
-    return n;
-}
-
 ssize_t ivy__http_recv(struct http_conn *c, void *buf, size_t len, double seconds)
 {
-    if (seconds <= 0) return recv_some(c, buf, len);
+    if (seconds <= 0) return ivy_recv(c->fd, buf, len);
     struct ivy_timeout to;
     ssize_t n = ivy_timeout_begin(&to, seconds);
     if (n < 0) return n;
-    n = recv_some(c, buf, len);
+    n = ivy_recv(c->fd, buf, len);
     ivy_timeout_end(&to);
     return n;
 }

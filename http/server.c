@@ -60,14 +60,12 @@ static double head_wait(struct http_conn *c)
 
 /*
  * Receives more bytes after in[len), making room first: a count, 0 at end of stream, or a
- * negative error; -ETIMEDOUT when the keep-alive timeout (idle) or the request timeout (a head
- * begun) expired. Hot, a request costs a plain receive and a timer; cold, it would cost the
- * reader's allocation and two copies.
+ * negative error; -ETIMEDOUT when the hot wait (idle) or the request timeout (a head begun)
+ * expired. A request costs a plain receive and a timer.
  */
 static ssize_t fill(struct http_conn *c)
 {
     const struct http_server *s = c->srv;
-    if (!c->in) return ivy__http_fill_cold(c, s->fresh_wait);
     bool idle = c->off == c->len;
     if (idle) {
         c->off = c->len = 0;
@@ -81,16 +79,13 @@ static ssize_t fill(struct http_conn *c)
     size_t room = c->cap - c->len;
     double wait = idle ? s->hot_wait : head_wait(c);
     if (wait < 0) return -ETIMEDOUT;
-    ssize_t n = ivy__http_recv(c, c->in + c->len, room, wait);
-    if (n != -ETIMEDOUT || !idle || s->cold_wait < 0) return n;
-    ivy__http_go_cold(c);
-    return ivy__http_fill_cold(c, s->cold_wait);
+    return ivy__http_recv(c, c->in + c->len, room, wait);
 }
 
 /* Sets up the request whose head_len-byte head starts at in[off] and runs its handler. */
 static int run(struct http_conn *c, size_t head_len)
 {
-    ivy_http_req *r = &c->req;
+    ivy_http_req *r = c->req;
     const struct ivy_http_request *h = &r->h;
     uint64_t buffered = c->len - c->off - head_len;
     bool partial = h->chunked || (h->content_length > 0 && (uint64_t)h->content_length > buffered);
@@ -131,7 +126,7 @@ static int run(struct http_conn *c, size_t head_len)
 static int process(struct http_conn *c)
 {
     while (c->off < c->len) {
-        int rc = ivy_http_parse_request(c->in + c->off, c->len - c->off, &c->req.h);
+        int rc = ivy_http_parse_request(c->in + c->off, c->len - c->off, &c->req->h);
         if (rc == 0) return 0;
         if (rc < 0) return ivy__http_error_close(c, ivy_http_error_status(rc)) < 0 ? -EPIPE : 1;
         c->head_since = 0; /* the next head's request timeout starts afresh */
@@ -140,9 +135,13 @@ static int process(struct http_conn *c)
     return 0;
 }
 
-static void serve(struct http_conn *c)
+enum { SERVED, PARK };
+
+/* Serves c until it closes (SERVED) or has been quiet for the hot wait (PARK). */
+static int serve(struct http_conn *c)
 {
     for (;;) {
+        if (!c->in && ivy__http_in_get(c) < 0) return SERVED;
         /* Idle: waiting for a request with nothing half-read; a draining worker wakes us. */
         bool idle = c->off == c->len;
         ivy__conn_set_idle(&c->reg, idle);
@@ -157,14 +156,17 @@ static void serve(struct http_conn *c)
         } else if (n == -ETIMEDOUT && !idle) {
             c->now = time(NULL); /* a head stalled past request_timeout */
             rc = ivy__http_error_close(c, 408) < 0 ? -EPIPE : 1;
+        } else if (n == -ETIMEDOUT && c->srv->cold_wait >= 0) {
+            ivy__http_go_cold(c); /* quiet for the hot wait: wait on with no thread */
+            return PARK;
         } else {
-            return; /* the peer closed, an error, the keep-alive timeout, or -ESHUTDOWN: drained
-                       while idle */
+            return SERVED; /* the peer closed, an error, the keep-alive timeout, or -ESHUTDOWN:
+                              drained while idle */
         }
-        if (rc < 0 || ivy__http_flush(c) < 0) return;
+        if (rc < 0 || ivy__http_flush(c) < 0) return SERVED;
         if (rc > 0) {
             ivy__http_linger(c->fd);
-            return;
+            return SERVED;
         }
     }
 }
@@ -175,35 +177,98 @@ struct http_server_ref {
     struct http_server s;
 };
 
-static void unref(struct http_server_ref *ref)
+static void unref(const struct http_server *s)
 {
+    struct http_server_ref *ref =
+        (struct http_server_ref *)((char *)s - offsetof(struct http_server_ref, s));
     if (ivy__serving_drop(&ref->serving)) free(ref);
 }
 
-struct conn_start {
-    struct http_server_ref *ref;
-    int fd;
-};
-
-static void *conn_main(void *arg)
+static void conn_end(struct http_conn *c)
 {
-    struct conn_start st = *(struct conn_start *)arg;
-    free(arg);
-    struct http_conn c;
+    ivy__http_flush(c);
+    ivy__conn_close(&c->reg);
+    ivy__http_conn_release(c);
+    ivy_close(c->fd);
+    unref(c->srv);
+    free(c);
+}
+
+/*
+ * Parked connections. One quiet for the hot wait holds no buffer and no green thread: its
+ * record waits for the socket's receive to report bytes (ivy__recv_notify), for its keep-alive
+ * timer, or for a draining worker, and whichever comes first starts a thread to go on (a new
+ * thread takes a warm stack from the hub's pool, so that costs a spawn, not page faults).
+ */
+static void *conn_run(void *arg);
+
+static void resume(struct http_conn *c, int why)
+{
+    struct ivy_hub *h = ivy__hub_tls;
+    if (ivy__timer_armed(&c->idle_timer)) ivy__timer_cancel(&h->timers, &c->idle_timer);
+    if (why) ivy__recv_unnotify(c->fd);
+    c->wake = why;
+    c->reg.wake = NULL;
+    c->reg.idle = false;                           /* not woken twice by a drain's sweeps */
+    if (ivy_spawn_n(conn_run, c) < 0) conn_end(c); /* outside a thread: close(2) */
+}
+
+static void on_bytes(void *arg)
+{
+    resume(arg, 0);
+}
+
+static void on_timeout(struct ivy_timer *tm)
+{
+    resume((struct http_conn *)((char *)tm - offsetof(struct http_conn, idle_timer)), -ETIMEDOUT);
+}
+
+static void on_drain(struct ivy__conn *reg, int err)
+{
+    resume((struct http_conn *)((char *)reg - offsetof(struct http_conn, reg)), err);
+}
+
+/* 0: parked (the thread may end); 1: bytes are there already, serve on; < 0: close. */
+static int park(struct http_conn *c)
+{
+    int rc = ivy__recv_notify(c->fd, on_bytes, c);
+    if (rc != 0) return rc;
+    double wait = c->srv->cold_wait;
+    if (wait > 0) {
+        c->idle_timer.deadline = ivy_now_ns() + (uint64_t)(wait * 1e9);
+        c->idle_timer.fire = on_timeout;
+        if ((rc = ivy__timer_add(&ivy__hub_tls->timers, &c->idle_timer)) < 0) {
+            ivy__recv_unnotify(c->fd);
+            return rc;
+        }
+    }
+    c->reg.thread = NULL;
+    c->reg.wake = on_drain;
+    ivy__conn_set_idle(&c->reg, true);
+    return 0;
+}
+
+static void *conn_run(void *arg)
+{
+    struct http_conn *c = arg;
+    ivy_http_req req;
     /* All but the parsed head (last): the parser writes it, and its 3 KiB of header slots are
      * touched only as far as a request has headers. */
-    memset(&c, 0, offsetof(struct http_conn, req) + offsetof(struct ivy_http_req, h));
-    c.srv = &st.ref->s;
-    c.fd = st.fd;
-    c.req.c = &c;
-    c.req.h.body_limit = c.srv->body_limit;
-    ivy__conn_open(&c.reg, -1);
-    serve(&c);
-    ivy__http_flush(&c);
-    ivy__conn_close(&c.reg);
-    ivy__http_conn_release(&c);
-    ivy_close(c.fd);
-    unref(st.ref);
+    memset(&req, 0, offsetof(struct ivy_http_req, h));
+    req.c = c;
+    req.h.body_limit = c->srv->body_limit;
+    c->req = &req;
+    c->reg.thread = ivy_self();
+    bool parked = false;
+    /* c->wake: a parked connection's keep-alive timeout, or a drain: it just closes. */
+    while (!c->wake && serve(c) == PARK) {
+        int rc = park(c);
+        if (rc < 0) break;
+        if ((parked = rc == 0)) break; /* 1: bytes came meanwhile: serve on */
+    }
+    free(req.xh);
+    c->req = NULL;
+    if (!parked) conn_end(c); /* parked, the record waits without us */
     return NULL;
 }
 
@@ -231,7 +296,6 @@ int ivy_http_serve(int listen_fd, const struct ivy_http_options *o)
     double ka = seconds(o->keepalive_timeout, IVY_HTTP_KEEPALIVE_TIMEOUT);
     s->request = seconds(o->request_timeout, IVY_HTTP_REQUEST_TIMEOUT);
     s->send = seconds(o->send_timeout, IVY_HTTP_SEND_TIMEOUT);
-    s->fresh_wait = ka;
     s->hot_wait = ka > 0 && ka < HOT_SECONDS ? ka : HOT_SECONDS;
     s->cold_wait = ka > 0 ? (ka > HOT_SECONDS ? ka - HOT_SECONDS : -1) : 0;
     /* Accepted sockets inherit TCP_NODELAY: one system call here rather than one per accept;
@@ -244,19 +308,22 @@ int ivy_http_serve(int listen_fd, const struct ivy_http_options *o)
     setsockopt(listen_fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &one, sizeof one);
     int fd;
     while ((fd = ivy_accept(listen_fd, NULL)) >= 0) {
-        struct conn_start *st = malloc(sizeof *st);
-        if (st) *st = (struct conn_start){ref, fd};
-        if (!st || ivy_spawn_n(conn_main, st) < 0) {
-            free(st);
+        struct http_conn *c = calloc(1, sizeof *c);
+        if (!c) {
             ivy_close(fd);
             continue;
         }
+        c->srv = s;
+        c->fd = fd;
+        c->idle_timer.index = IVY_TIMER_IDLE;
+        ivy__conn_open(&c->reg, -1);
         ref->serving.refs++;
+        if (ivy_spawn_n(conn_run, c) < 0) conn_end(c);
     }
     /* Closed now, the listener's queue moves to a sibling (tcp_migrate_req) at once. */
     ivy_close(listen_fd);
     ivy__serving_wait(&ref->serving);
-    unref(ref);
+    unref(s);
     return fd == -ESHUTDOWN ? 0 : fd;
 }
 

@@ -17,6 +17,8 @@
 #include "ivy/http.h"
 #include "ivy/socket.h"
 
+#include "hub_impl.h"
+
 #include <stdbool.h>
 #include <stdint.h>
 #include <time.h>
@@ -34,11 +36,10 @@ struct http_server {
     const char *headers;
     size_t headers_len;
     size_t body_limit;
-    double fresh_wait; /* a new connection's (cold) wait: the keep-alive timeout, 0: none */
-    double hot_wait;   /* an idle hot wait: HOT_SECONDS, or the keep-alive timeout if shorter */
-    double cold_wait;  /* the cold wait after a hot one: 0 none, < 0: the hot one's end closes */
-    double request;    /* the request timeout, 0: none */
-    double send;       /* the send timeout, 0: none */
+    double hot_wait;  /* an idle hot wait: HOT_SECONDS, or the keep-alive timeout if shorter */
+    double cold_wait; /* a parked wait after the hot one: 0 none, < 0: the hot one's end closes */
+    double request;   /* the request timeout, 0: none */
+    double send;      /* the send timeout, 0: none */
 };
 
 enum body_mode { BODY_NONE, BODY_LENGTH, BODY_CHUNKED };
@@ -73,15 +74,13 @@ struct ivy_http_req {
         struct ivy_http_slice name, value;
     } param[IVY_HTTP_MAX_PARAMS];
     unsigned nparams;
-    struct ivy_http_request h; /* the parsed head, slices into c->in: last, see conn_main */
+    struct ivy_http_request h; /* the parsed head, slices into c->in: last, see conn_run */
 };
 
 struct http_conn {
     struct ivy__conn reg;
     const struct http_server *srv;
     int fd;
-    ivy_reader *rd; /* for cold waits; created on the first */
-    bool rd_more;   /* the reader may hold bytes not yet taken */
     char *in;
     size_t cap, off, len;
     char *out;
@@ -92,9 +91,11 @@ struct http_conn {
     bool send_waits;     /* the last send waited for room: scope sends from the first byte */
     time_t now;          /* the batch's second, for Date */
     struct ivy_http_chunked ch;
+    struct ivy_timer idle_timer; /* while parked: the rest of the keep-alive timeout */
+    int wake;                    /* why a parked connection was resumed: 0 (bytes), or -errno */
+    socklen_t peer_len;          /* 0: not asked yet */
     struct sockaddr_storage peer;
-    socklen_t peer_len;      /* 0: not asked yet */
-    struct ivy_http_req req; /* last, see conn_main */
+    ivy_http_req *req; /* on the stack of the thread serving the connection now */
 };
 
 /* Per worker thread: what ivy_http_stats reports. */
@@ -106,14 +107,8 @@ extern __thread struct http_totals ivy__http_totals;
 /* Before a thread serves its first connection: 0 or -ENOMEM. */
 int ivy__http_conn_setup(void);
 
-/*
- * Cold: a connection idle with nothing buffered waits through its reader (created on the first
- * such wait), whose receive takes a ring buffer only once bytes arrive (handing them over in
- * the worker's landing buffer); only then does it take an input buffer, holding what arrived
- * at in[0, n). Returns n, 0 at end of stream, or a negative error: -ETIMEDOUT once seconds
- * have passed (0: no limit).
- */
-ssize_t ivy__http_fill_cold(struct http_conn *c, double seconds);
+/* Takes a pooled input buffer for c, empty: 0 or -ENOMEM. */
+int ivy__http_in_get(struct http_conn *c);
 
 /* A hot connection gone quiet: gives its input and output buffers (and their pages) back. */
 void ivy__http_go_cold(struct http_conn *c);
@@ -154,8 +149,7 @@ int ivy__http_out_put(struct http_conn *c, const void *buf, size_t len);
  * has read the response. */
 void ivy__http_linger(int fd);
 
-/* Receives into buf within seconds (0: no limit): what the connection's reader still holds
- * first (rd_more), then the socket. A count, 0 at end of stream, or a negative error. */
+/* Receives into buf within seconds (0: no limit): a count, 0 at end of stream, or -errno. */
 ssize_t ivy__http_recv(struct http_conn *c, void *buf, size_t len, double seconds);
 
 /* Reads and drops the rest of the request's body (bounded by the body limit): 0 when the

@@ -39,7 +39,11 @@ void ivy__conns_close_idle(uint64_t grace_ns)
     for (struct ivy__conn *c = ivy__conns.head; c; c = c->next) {
         if (c->fd >= 0) ivy__conn_set_idle(c, ivy__recv_idle(c->fd));
         /* The thread runs (and unregisters) only after this sweep: the list stays intact. */
-        if (c->idle && now - c->idle_since > grace_ns) ivy__interrupt(c->thread, -ESHUTDOWN);
+        if (!c->idle || now - c->idle_since <= grace_ns) continue;
+        if (c->thread)
+            ivy__interrupt(c->thread, -ESHUTDOWN);
+        else if (c->wake)
+            c->wake(c, -ESHUTDOWN);
     }
 }
 

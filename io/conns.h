@@ -15,7 +15,8 @@
 #include <time.h>
 
 struct ivy__conn {
-    ivy_thread *thread;
+    ivy_thread *thread; /* NULL while the connection waits with no thread of its own */
+    void (*wake)(struct ivy__conn *c, int err); /* then: how to end that wait */
     struct ivy__conn *prev, *next;
     int fd;    /* >= 0: idle whenever its thread waits to receive on fd with nothing queued */
     bool idle; /* waiting for the next request with nothing half-read */
@@ -72,5 +73,14 @@ void ivy__serving_wait(struct ivy__serving *s);
 
 /* Whether fd's receive has a thread waiting and nothing queued (io/recv.c). */
 bool ivy__recv_idle(int fd);
+
+/*
+ * A wait with no green thread (io/recv.c): calls cb(arg) from the hub, once, when fd has bytes
+ * queued or its end; cb must not block (it may spawn a thread to receive them). Returns 0 once
+ * armed, 1 when bytes or the end are there already (cb is not called), -EBUSY if another is
+ * armed, -EBADF, -ENOMEM. ivy__recv_unnotify, and closing fd, drop it uncalled.
+ */
+int ivy__recv_notify(int fd, void (*cb)(void *arg), void *arg);
+void ivy__recv_unnotify(int fd);
 
 #endif

@@ -49,6 +49,8 @@ struct rsock {
     int end;                   /* 0 (end of stream) or the error that ended the receive */
     char *once_buf;
     struct ivy_waitq waiters;
+    void (*notify)(void *arg); /* ivy__recv_notify's, called once bytes or the end arrive */
+    void *notify_arg;
     struct chunk *q; /* ring of received chunks; the head one is read from off */
     unsigned qhead, qlen, qcap;
     uint32_t off;
@@ -100,6 +102,9 @@ static bool pbufs_ready(struct ivy_hub *h)
 static void chunk_release(const struct chunk *k)
 {
     if (k->bid < 0) {
+        /* A receive of its own, made while the ring was dry: in a burst of thousands, their
+         * touched pages would stay with the allocator once the burst is over. */
+        madvise(k->p, BUFSZ, MADV_DONTNEED);
         free(k->p);
         return;
     }
@@ -181,10 +186,21 @@ static void arm(struct ivy_hub *h, struct rsock *s)
     s->once_armed = true;
 }
 
+/* Hands the socket to whoever asked to be told (ivy__recv_notify): once. */
+static void notify(struct rsock *s)
+{
+    void (*cb)(void *) = s->notify;
+    if (!cb) return;
+    s->notify = NULL;
+    ivy__hub_tls->external--;
+    cb(s->notify_arg);
+}
+
 static void wake_all(struct rsock *s, int value)
 {
     while (ivy__waitq_wake(&s->waiters, value)) {
     }
+    notify(s);
 }
 
 /* A receive (the multishot one when multi) ended without bytes: res is why. */
@@ -202,7 +218,7 @@ static void ended(struct ivy_hub *h, struct rsock *s, int res, bool multi)
         return;
     }
     /* Cancelled at QUEUE_HIGH, or retrying: re-arm only for someone waiting on an empty queue. */
-    if (s->waiters.head && !s->qlen && !s->armed && !s->once_armed) arm(h, s);
+    if ((s->waiters.head || s->notify) && !s->qlen && !s->armed && !s->once_armed) arm(h, s);
 }
 
 static void got(struct rsock *s, char *p, int res, int32_t bid)
@@ -215,6 +231,7 @@ static void got(struct rsock *s, char *p, int res, int32_t bid)
         return;
     }
     ivy__waitq_wake(&s->waiters, 0);
+    notify(s);
 }
 
 static void multi_complete(struct ivy_completion *c, int res, uint32_t flags)
@@ -373,6 +390,31 @@ void ivy__recv_take(int fd, size_t n)
     if (s->off == s->q[s->qhead].len) pop(s);
 }
 
+int ivy__recv_notify(int fd, void (*cb)(void *arg), void *arg)
+{
+    struct ivy_hub *h = ivy__hub_tls;
+    if (!h || fd < 0) return -EBADF;
+    struct rsock *s = rsock_get(h, fd);
+    if (!s) return -ENOMEM;
+    if (s->qlen || s->has_end) return 1;
+    if (s->notify) return -EBUSY;
+    if (!s->armed && !s->once_armed) arm(h, s);
+    if (s->has_end) return 1; /* arm found no memory */
+    s->notify = cb;
+    s->notify_arg = arg;
+    h->external++; /* a completion will run cb: the hub is not idle for good */
+    return 0;
+}
+
+void ivy__recv_unnotify(int fd)
+{
+    struct ivy_hub *h = ivy__hub_tls;
+    struct rsock *s = h && fd >= 0 ? lookup(h, fd) : NULL;
+    if (!s || !s->notify) return;
+    s->notify = NULL;
+    h->external--;
+}
+
 bool ivy__recv_idle(int fd)
 {
     struct ivy_hub *h = ivy__hub_tls;
@@ -386,6 +428,10 @@ void ivy__recv_forget(int fd)
     struct rsock *s = h && fd >= 0 ? lookup(h, fd) : NULL;
     if (!s) return;
     h->rtab->v[fd] = NULL;
+    if (s->notify) { /* nobody is told of a closed socket */
+        s->notify = NULL;
+        h->external--;
+    }
     wake_all(s, -EBADF);
     while (s->qlen)
         pop(s);

@@ -4,7 +4,9 @@
  * Default-size stacks come from slabs of SLAB_STACKS slots (one mmap each) and go back to a
  * per-thread LIFO when released, so the next greenlet gets a warm stack with no syscall. A
  * thread keeps at most HOT_MAX of them with their pages; beyond that a released stack's pages go
- * back to the kernel (MADV_DONTNEED) before it joins the list. Stacks of another size have a
+ * back to the kernel (MADV_DONTNEED), every one of them, and it waits on a list of its own held
+ * outside the stacks, so that a thread that once ran many green threads (a burst of
+ * connections) keeps no page of theirs once they are gone. Stacks of another size have a
  * mapping of their own and are unmapped on release. Every slot is a page below its stack (the
  * guard, when there is one) and the stack; the free-list link lives in the top bytes of a free
  * stack itself.
@@ -53,9 +55,16 @@ struct free_stack {
     bool guarded;
 };
 
+struct cold_stack {
+    char *base;
+    bool guarded;
+};
+
 struct pool {
-    struct free_stack *head;
-    size_t count; /* stacks on the list whose pages are still resident */
+    struct free_stack *head; /* linked through their own top pages */
+    size_t count;            /* stacks on that list whose pages are still resident */
+    struct cold_stack *cold; /* default-size stacks with no page resident */
+    size_t ncold, cold_cap;
 };
 
 static __thread struct pool pool;
@@ -123,9 +132,17 @@ static void pool_destroy(void *unused)
         n->next = depot;
         depot = n;
     }
+    for (size_t i = 0; i < pool.ncold; i++) { /* linked again: a page each, once */
+        n = node_of(pool.cold[i].base, default_size);
+        *n = (struct free_stack){depot, pool.cold[i].base, default_size, pool.cold[i].guarded};
+        depot = n;
+    }
     pthread_mutex_unlock(&global_lock);
     pool.head = NULL;
     pool.count = 0;
+    free(pool.cold);
+    pool.cold = NULL;
+    pool.ncold = pool.cold_cap = 0;
 }
 
 static void pool_init_once(void)
@@ -301,6 +318,12 @@ int ivy__stack_alloc(struct ivy_stack *st, size_t size)
         st->pooled = false;
         return 0;
     }
+    if ((!pool.head || pool.head->size != size) && pool.ncold) {
+        struct cold_stack c = pool.cold[--pool.ncold];
+        *st = (struct ivy_stack){c.base, size, c.guarded, true};
+        ASAN_UNPOISON_MEMORY_REGION(st->base, st->size);
+        return 0;
+    }
     if (!pool.head || pool.head->size != size) {
         pthread_once(&pool_once, pool_init_once);
         pthread_setspecific(pool_key, &pool); /* so pool_destroy runs at thread exit */
@@ -323,6 +346,23 @@ int ivy__stack_alloc(struct ivy_stack *st, size_t size)
     return 0;
 }
 
+/* Releases every page of st and keeps it on the cold list; false without memory for that. */
+static bool push_cold(const struct ivy_stack *st)
+{
+    if (pool.ncold == pool.cold_cap) {
+        size_t cap = pool.cold_cap ? pool.cold_cap * 2 : 256;
+        struct cold_stack *v = realloc(pool.cold, cap * sizeof *v);
+        if (!v) return false;
+        pool.cold = v;
+        pool.cold_cap = cap;
+    }
+    pthread_once(&pool_once, pool_init_once);
+    pthread_setspecific(pool_key, &pool); /* pool_destroy frees the list at thread exit */
+    madvise(st->base, st->size, MADV_DONTNEED);
+    pool.cold[pool.ncold++] = (struct cold_stack){st->base, st->guarded};
+    return true;
+}
+
 void ivy__stack_release(struct ivy_stack *st)
 {
     if (!st->pooled || st->size != default_size) {
@@ -330,8 +370,9 @@ void ivy__stack_release(struct ivy_stack *st)
         return;
     }
     ASAN_UNPOISON_MEMORY_REGION(st->base, st->size);
+    if (pool.count >= HOT_MAX && push_cold(st)) return;
     if (pool.count >= HOT_MAX)
-        release_pages(st->base, st->size);
+        release_pages(st->base, st->size); /* no room on the cold list: keep the top page */
     else
         pool.count++;
     struct free_stack *n = node_of(st->base, st->size);
