@@ -92,18 +92,27 @@ static void idle(int port)
     char *r = response(s);
     assert_non_null(strstr(r, "\"conns_open\":51,"));
     assert_non_null(strstr(r, "\"buffers_held\":101,"));
+    /* This client's thread, the server's and one per connection. */
+    assert_non_null(strstr(r, "\"threads_alive\":53,"));
     free(r);
     ivy_sleep(1.2);
     PUT(s, "GET /stats HTTP/1.1\r\nHost: a\r\n\r\n");
     r = response(s);
+    /* Parked: the 50 quiet connections hold neither buffer nor thread; the one asking was
+     * parked too, and its request started a thread that took one input buffer. */
+    assert_non_null(strstr(r, "\"conns_open\":51,"));
     assert_non_null(strstr(r, "\"buffers_held\":1,"));
+    assert_non_null(strstr(r, "\"threads_alive\":3,"));
     free(r);
     client_free(s);
-    for (int i = 0; i < N; i++)
+    for (int i = 0; i < N; i++) { /* each wakes on its bytes and answers */
+        PUT(c[i], "GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+        expect_response(c[i], HELLO);
         client_free(c[i]);
+    }
 }
 
-SERVED(quiet_connections_give_their_buffers_back, idle)
+SERVED(quiet_connections_park_with_no_buffer_and_no_thread, idle)
 
 /* ---- keep-alive and pipelining ------------------------------------------------------------ */
 
@@ -430,7 +439,7 @@ int main(void)
         cmocka_unit_test(each_route_answers_exactly),
         cmocka_unit_test(spin_route_only_with_test_routes),
         cmocka_unit_test(stats_route_reports_this_worker),
-        cmocka_unit_test(quiet_connections_give_their_buffers_back),
+        cmocka_unit_test(quiet_connections_park_with_no_buffer_and_no_thread),
         cmocka_unit_test(keep_alive_serves_several_requests),
         cmocka_unit_test(sixteen_pipelined_requests_answered_in_order),
         cmocka_unit_test(pipelined_requests_split_anywhere),
