@@ -22,6 +22,7 @@
  * it is reaped.
  */
 #include "cluster_impl.h"
+#include "seconds.h"
 #include "ivy/cluster.h"
 #include "ivy/socket.h"
 
@@ -278,7 +279,7 @@ static void respawn_due(uint64_t now)
 static void watchdog(uint64_t now)
 {
     if (S.timeout <= 0) return;
-    uint64_t limit = (uint64_t)(S.timeout * 1e9);
+    uint64_t limit = ivy__seconds_ns(S.timeout);
     for (int i = 0; i < 2 * S.nseats; i++) {
         struct proc *p = &S.procs[i];
         uint64_t hb = IVY_LOAD(S.shm->slot[i].heartbeat_ns);
@@ -406,7 +407,7 @@ static int handle_signals(uint64_t now)
                 if (!S.o->quiet) log_line("%s: draining", strsignal((int)si.ssi_signo));
                 S.stopping = true;
                 double g = S.o->graceful_timeout > 0 ? S.o->graceful_timeout : 30;
-                S.stop_deadline = now + (uint64_t)((g + 2) * 1e9);
+                S.stop_deadline = ivy__deadline_after(now, g + 2);
                 kill_all(SIGTERM);
             }
             break;

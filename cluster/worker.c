@@ -18,6 +18,7 @@
  */
 #include "cluster_impl.h"
 #include "conns.h"
+#include "seconds.h"
 #include "socket_impl.h"
 #include "ivy/cluster.h"
 #include "ivy/socket.h"
@@ -69,7 +70,7 @@ static void drain_start(void)
     ivy__conns.draining = true;
     IVY_STORE(w.slot->state, SLOT_DRAINING);
     double g = w.o->graceful_timeout > 0 ? w.o->graceful_timeout : 30;
-    w.drain_deadline = ivy__mono_ns() + (uint64_t)(g * 1e9);
+    w.drain_deadline = ivy__deadline_after(ivy__mono_ns(), g);
     ivy_accept_stop(w.lfd);
 }
 

@@ -25,6 +25,7 @@
  */
 #include "hub_impl.h"
 #include "ivy/offload.h"
+#include "seconds.h"
 
 #include <fcntl.h>
 #include <stdio.h>
@@ -68,7 +69,7 @@ int ivy_hub_init(const struct ivy_hub_options *opts)
     struct timespec res;
     clock_getres(CLOCK_MONOTONIC_COARSE, &res);
     h->coarse_slack = 2 * ((uint64_t)res.tv_sec * 1000000000u + (uint64_t)res.tv_nsec);
-    h->stall_ns = (uint64_t)((o.stall_threshold > 0 ? o.stall_threshold : 0.1) * 1e9);
+    h->stall_ns = ivy__seconds_ns(o.stall_threshold > 0 ? o.stall_threshold : 0.1);
     h->schedstat_fd = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
     ivy__hub_tls = h;
     return 0;
@@ -107,7 +108,7 @@ void ivy_hub_set_stall_threshold(double seconds)
 {
     struct ivy_hub *h = ivy__hub();
     if (!h) return;
-    h->stall_ns = seconds > 0 ? (uint64_t)(seconds * 1e9) : 0;
+    h->stall_ns = ivy__seconds_ns(seconds);
     h->slice_start = coarse_ns(); /* unkept while the detector was off */
     mark_wait(h, h->slice_start);
 }

@@ -7,6 +7,7 @@
  * joiner, and frees a detached thread's stack at once. A joinable one is freed by ivy_join.
  */
 #include "hub_impl.h"
+#include "seconds.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -51,7 +52,7 @@ static ivy_thread *spawn(double delay, ivy_fn fn, void *arg, bool detached)
     if (delay > 0) {
         t->state = IVY_T_WAITING_START;
         t->timer.fire = start_timer_fired;
-        t->timer.deadline = ivy_now_ns() + (uint64_t)(delay * 1e9);
+        t->timer.deadline = ivy__deadline_after(ivy_now_ns(), delay);
         if (ivy__timer_add(&h->timers, &t->timer) < 0) {
             h->stats.threads_alive--;
             ivy_greenlet_free(g);
@@ -230,7 +231,7 @@ int ivy_sleep(double seconds)
     }
     struct ivy_hub *h = ivy__hub_tls;
     t->timer.fire = sleep_fired;
-    t->timer.deadline = ivy_now_ns() + (uint64_t)(seconds * 1e9);
+    t->timer.deadline = ivy__deadline_after(ivy_now_ns(), seconds);
     rc = ivy__timer_add(&h->timers, &t->timer);
     if (rc < 0) return rc;
     t->interrupt = sleep_interrupt;

@@ -7,6 +7,7 @@
  * their own timer, so the earliest one fires first; ending a scope disarms it.
  */
 #include "hub_impl.h"
+#include "seconds.h"
 
 #include <math.h>
 
@@ -37,7 +38,7 @@ int ivy_timeout_begin(struct ivy_timeout *to, double seconds)
     *d = (struct ivy_deadline){.t = t, .outer = t->deadline};
     d->timer.index = IVY_TIMER_IDLE;
     d->timer.fire = deadline_fired;
-    d->timer.deadline = ivy_now_ns() + (uint64_t)(seconds * 1e9);
+    d->timer.deadline = ivy__deadline_after(ivy_now_ns(), seconds);
     int rc = ivy__timer_add(&ivy__hub_tls->timers, &d->timer);
     if (rc < 0) return rc;
     t->deadline = d;

@@ -8,10 +8,11 @@
  * once a waker has readied it, the hand-off stands.
  */
 #include "sync_impl.h"
+#include "seconds.h"
 
 #include <math.h>
 
-/* Beyond this a timeout is forever; also keeps seconds * 1e9 inside uint64_t. */
+/* Beyond this a timeout is forever (no timer armed at all). */
 #define FOREVER_S 1e9
 
 int ivy__sync_enter(double timeout, ivy_thread **self)
@@ -44,7 +45,7 @@ int ivy__wait(struct ivy_waiters *ws, ivy_thread *self, double timeout, void **s
     if (timeout == 0) return -ETIMEDOUT;
     struct ivy_wait w = {ws, slot, timeout > 0 && timeout < FOREVER_S};
     if (w.timed) {
-        uint64_t ns = (uint64_t)(timeout * 1e9);
+        uint64_t ns = ivy__seconds_ns(timeout);
         self->timer.fire = wait_timer_fired;
         self->timer.deadline = ivy_now_ns() + (ns ? ns : 1);
         int rc = ivy__timer_add(&ivy__hub_tls->timers, &self->timer);
