@@ -290,8 +290,8 @@ static int cmd_stats(int argc, char **argv)
     size_t len;
     struct ivy_stats_shm *s = ivy__stats_open(pid, &len);
     if (!s) {
-        fprintf(stderr, "ivy stats: no running ivy server found%s\n",
-                pid ? " with that pid" : " (/dev/shm/ivy-stats.*)");
+        fprintf(stderr, "ivy stats: no running ivy server of this user found%s (in %s)\n",
+                pid ? " with that pid" : "", ivy__stats_dir());
         return 1;
     }
     uint64_t *prev = calloc(s->nslots, sizeof *prev);

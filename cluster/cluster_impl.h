@@ -55,7 +55,9 @@ void ivy__oom_read(struct ivy_oom *o, uint64_t now);
  */
 bool ivy__oom_killed(struct ivy_oom *o, uint64_t now);
 
-/* Creates /dev/shm/ivy-stats.PID sized for nslots; NULL with a message on failure. */
+/* The directory of the stats segments, private to the user (cluster/stats.c says which). */
+const char *ivy__stats_dir(void);
+/* Creates ivy-stats.PID there, sized for nslots; NULL with a message on failure. */
 struct ivy_stats_shm *ivy__stats_create(unsigned nslots, const char *app, const char *listen);
 void ivy__stats_destroy(struct ivy_stats_shm *s);
 /* Maps the newest live supervisor's segment (or pid's, if > 0) read-only. */

@@ -1,7 +1,9 @@
 /*
  * Shared-memory stats: the segment's life cycle, the Prometheus text rendering behind
- * --stats-listen, and the `ivy stats` table. The segment is a file in /dev/shm named after
- * the supervisor's pid, so `ivy stats` can find a running server without being told.
+ * --stats-listen, and the `ivy stats` table. The segment is a file named after the
+ * supervisor's pid, so `ivy stats` run by the same user finds a running server without being
+ * told, in a directory private to that user (ivy__stats_dir), created 0600 and never adopted:
+ * the workers write it through the mapping they inherit, and no other user can read or write it.
  */
 #include "cluster_impl.h"
 
@@ -9,6 +11,7 @@
 #include <stddef.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,9 +27,29 @@ uint64_t ivy__mono_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static void shm_path(char *buf, size_t cap, pid_t pid)
+/*
+ * Where the segments live: a directory only their owner can enter, so that no one else can
+ * have planted, read or written a segment. $XDG_RUNTIME_DIR/ivy (the user's own tmpfs) when the
+ * environment names one; else /run/ivy for root and /dev/shm/ivy-UID for anyone else (both
+ * tmpfs). The directory must be ours: one that another user made first (/dev/shm is
+ * world-writable) is refused, never used.
+ */
+const char *ivy__stats_dir(void)
 {
-    snprintf(buf, cap, "/dev/shm/ivy-stats.%d", (int)pid);
+    static char dir[PATH_MAX];
+    const char *xdg = getenv("XDG_RUNTIME_DIR");
+    if (xdg && xdg[0] == '/' && strlen(xdg) + 5 < sizeof dir)
+        snprintf(dir, sizeof dir, "%s/ivy", xdg);
+    else if (geteuid() == 0)
+        snprintf(dir, sizeof dir, "/run/ivy");
+    else
+        snprintf(dir, sizeof dir, "/dev/shm/ivy-%u", (unsigned)geteuid());
+    return dir;
+}
+
+static void shm_name(char *buf, size_t cap, pid_t pid)
+{
+    snprintf(buf, cap, "ivy-stats.%d", (int)pid);
 }
 
 static size_t shm_size(unsigned nslots)
@@ -34,24 +57,76 @@ static size_t shm_size(unsigned nslots)
     return sizeof(struct ivy_stats_shm) + nslots * sizeof(struct ivy_stats_slot);
 }
 
+/* The stats directory, made private if it is not there; a descriptor on it, or -errno. */
+static int private_dir(const char *dir)
+{
+    if (mkdir(dir, 0700) < 0 && errno != EEXIST) return -errno;
+    /* O_NOFOLLOW: a symlink planted in our place is refused, not followed. */
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (dfd < 0) return -errno;
+    struct stat st;
+    if (fstat(dfd, &st) < 0 || st.st_uid != geteuid()) {
+        close(dfd);
+        return -EPERM;
+    }
+    if ((st.st_mode & 07777) != 0700 && fchmod(dfd, 0700) < 0) {
+        int err = -errno;
+        close(dfd);
+        return err;
+    }
+    return dfd;
+}
+
+/* The segment's file, new: O_EXCL so that nothing already there is adopted, 0600. An entry
+   with our name can only be a leftover of an earlier process with our pid (no one else can
+   write in the directory): it is removed, not reused, and the file made anew. */
+static int create_file(int dfd, const char *name)
+{
+    for (int attempt = 0;; attempt++) {
+        int fd = openat(dfd, name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd >= 0) {
+            if (fchmod(fd, 0600) == 0) return fd; /* whatever the umask */
+            int err = -errno;
+            close(fd);
+            unlinkat(dfd, name, 0);
+            return err;
+        }
+        if (errno != EEXIST || attempt > 0 || unlinkat(dfd, name, 0) < 0) return -errno;
+    }
+}
+
 struct ivy_stats_shm *ivy__stats_create(unsigned nslots, const char *app, const char *listen)
 {
-    char path[64];
-    shm_path(path, sizeof path, getpid());
+    const char *dir = ivy__stats_dir();
+    char name[64];
+    shm_name(name, sizeof name, getpid());
     size_t len = shm_size(nslots);
-    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int dfd = private_dir(dir);
+    if (dfd < 0) {
+        fprintf(stderr, "ivy: cannot use %s for the stats: %s%s\n", dir, strerror(-dfd),
+                dfd == -EPERM ? " (not a directory of this user's own)" : "");
+        return NULL;
+    }
+    int fd = create_file(dfd, name);
     if (fd < 0 || ftruncate(fd, (off_t)len) < 0) {
-        fprintf(stderr, "ivy: cannot create %s: %s\n", path, strerror(errno));
-        if (fd >= 0) close(fd);
+        fprintf(stderr, "ivy: cannot create %s/%s: %s\n", dir, name,
+                strerror(fd < 0 ? -fd : errno));
+        if (fd >= 0) {
+            close(fd);
+            unlinkat(dfd, name, 0);
+        }
+        close(dfd);
         return NULL;
     }
     struct ivy_stats_shm *s = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     close(fd);
     if (s == MAP_FAILED) {
-        fprintf(stderr, "ivy: cannot map %s: %s\n", path, strerror(errno));
-        unlink(path);
+        fprintf(stderr, "ivy: cannot map %s/%s: %s\n", dir, name, strerror(errno));
+        unlinkat(dfd, name, 0);
+        close(dfd);
         return NULL;
     }
+    close(dfd);
     s->nslots = nslots;
     s->supervisor_pid = (uint64_t)getpid();
     snprintf(s->app, sizeof s->app, "%s", app ? app : "");
@@ -62,21 +137,22 @@ struct ivy_stats_shm *ivy__stats_create(unsigned nslots, const char *app, const 
 
 void ivy__stats_destroy(struct ivy_stats_shm *s)
 {
-    char path[64];
-    shm_path(path, sizeof path, (pid_t)s->supervisor_pid);
+    char path[PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/ivy-stats.%d", ivy__stats_dir(), (int)s->supervisor_pid);
     unlink(path);
     munmap(s, shm_size(s->nslots));
 }
 
 static struct ivy_stats_shm *map_pid(pid_t pid, size_t *len)
 {
-    char path[64];
-    shm_path(path, sizeof path, pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    char path[PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/ivy-stats.%d", ivy__stats_dir(), (int)pid);
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) return NULL;
     struct stat st;
     void *m = MAP_FAILED;
-    if (fstat(fd, &st) == 0 && (size_t)st.st_size >= sizeof(struct ivy_stats_shm))
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+        (size_t)st.st_size >= sizeof(struct ivy_stats_shm))
         m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
     close(fd);
     if (m == MAP_FAILED) return NULL;
@@ -92,19 +168,19 @@ static struct ivy_stats_shm *map_pid(pid_t pid, size_t *len)
 struct ivy_stats_shm *ivy__stats_open(pid_t pid, size_t *len)
 {
     if (pid > 0) return map_pid(pid, len);
-    DIR *d = opendir("/dev/shm");
+    const char *dir = ivy__stats_dir();
+    DIR *d = opendir(dir);
     if (!d) return NULL;
     pid_t best = 0;
     time_t best_time = 0;
     struct dirent *e;
     while ((e = readdir(d))) {
         int p;
-        char path[300];
         struct stat st;
         if (sscanf(e->d_name, "ivy-stats.%d", &p) != 1 || p <= 0) continue;
         if (kill(p, 0) != 0 && errno == ESRCH) continue; /* left by a server that died */
-        snprintf(path, sizeof path, "/dev/shm/%s", e->d_name);
-        if (stat(path, &st) == 0 && st.st_mtime >= best_time) {
+        if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
+            st.st_mtime >= best_time) {
             best = p;
             best_time = st.st_mtime;
         }
@@ -168,7 +244,9 @@ static void human(char *out, size_t cap, double v)
 void ivy__stats_table(const struct ivy_stats_shm *s, FILE *out, const uint64_t *prev_requests,
                       double interval)
 {
-    fprintf(out, "ivy %s on %s (supervisor %llu)\n", s->app, s->listen,
+    /* The strings are in memory that every worker can write: bounded, a NUL or not. */
+    fprintf(out, "ivy %.*s on %.*s (supervisor %llu)\n", (int)strnlen(s->app, sizeof s->app),
+            s->app, (int)strnlen(s->listen, sizeof s->listen), s->listen,
             (unsigned long long)s->supervisor_pid);
     fprintf(out, "%-6s %-8s %-4s %-8s %-9s %-9s %-9s %-8s %-8s %-8s %-9s %-8s\n", "worker", "pid",
             "cpu", "conns", "total", "requests", "req/s", "in", "out", "threads", "lag_ms",

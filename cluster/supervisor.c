@@ -180,7 +180,11 @@ static int spawn(int seat, bool replacing)
         slot->state = SLOT_FREE;
         return spawn_failed(seat, err, strerror(-err));
     }
-    if (pid == 0) ivy__worker_main(S.o, S.shm, slot, S.inherited_fd, S.sigfd);
+    if (pid == 0) {
+        /* The worker is not exec'd, so CLOEXEC does not apply: what it must not hold, close. */
+        if (S.stats_fd >= 0) close(S.stats_fd);
+        ivy__worker_main(S.o, S.shm, slot, S.inherited_fd, S.sigfd);
+    }
     if (S.seats[seat].failed) {
         log_line("worker %d started after %u failed attempts", seat, S.seats[seat].failed);
         S.seats[seat].failed = 0;
@@ -469,6 +473,13 @@ int ivy_cluster_run(const struct ivy_cluster_options *o)
     sigprocmask(SIG_BLOCK, &mask, NULL);
     signal(SIGPIPE, SIG_IGN); /* a closed log pipe must not take the server down */
     S.sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (S.sigfd < 0) {
+        log_line("cannot take signals through a signalfd: %s", strerror(errno));
+        sigprocmask(SIG_UNBLOCK, &mask, NULL);
+        if (S.stats_fd >= 0) close(S.stats_fd);
+        ivy__stats_destroy(S.shm);
+        return 1;
+    }
 
     if (!o->quiet)
         log_line("serving %s on %s: %d workers, watchdog %g s, graceful timeout %g s", o->app_name,

@@ -244,6 +244,11 @@ void ivy__worker_main(const struct ivy_cluster_options *o, struct ivy_stats_shm 
     sigset_t mask;
     ivy__cluster_sigset(&mask, false);
     int sfd = signalfd(-1, &mask, SFD_CLOEXEC);
+    if (sfd < 0) {
+        fprintf(stderr, "ivy: worker %d: cannot take signals through a signalfd: %s\n", slot->index,
+                strerror(errno));
+        _exit(3);
+    }
 
     ivy__hub_tls->on_iteration = heartbeat;
     heartbeat(NULL);

@@ -377,12 +377,22 @@ static size_t fmt_num(char *p, uintptr_t v, unsigned base)
     return i;
 }
 
+/* A greenlet's name is the user's string, of any length: at most this much of it goes into the
+   fault message, whose buffer is on the small alternate stack. */
+#define FAULT_NAME_MAX 128
+
 static size_t fmt_greenlet(char *p, const ivy_greenlet *g)
 {
     if (!g) return fmt_str(p, "(none)");
     size_t n = fmt_str(p, "'");
     if (g->name) {
-        n += fmt_str(p + n, g->name);
+        size_t k = 0;
+        while (k < FAULT_NAME_MAX && g->name[k]) {
+            p[n + k] = g->name[k];
+            k++;
+        }
+        n += k;
+        if (g->name[k]) n += fmt_str(p + n, "...");
     } else {
         n += fmt_str(p + n, "0x");
         n += fmt_num(p + n, (uintptr_t)g, 16);
@@ -390,14 +400,33 @@ static size_t fmt_greenlet(char *p, const ivy_greenlet *g)
     return n + fmt_str(p + n, "'");
 }
 
+/* The SIGSEGV and SIGBUS handlers in place before ours (a crash reporter, a runtime that maps
+   memory on demand): every fault that is not a guard-page hit is theirs. */
+static struct sigaction prev_segv, prev_bus;
+
+/* Hands a fault to the handler installed before ours; false when there was none. Its return
+   re-executes the faulting instruction, as it would have without us. */
+static bool chain_fault(int sig, siginfo_t *si, void *uctx)
+{
+    const struct sigaction *prev = sig == SIGSEGV ? &prev_segv : &prev_bus;
+    if (prev->sa_flags & SA_SIGINFO) {
+        if (!prev->sa_sigaction) return false;
+        prev->sa_sigaction(sig, si, uctx);
+        return true;
+    }
+    if (prev->sa_handler == SIG_DFL || prev->sa_handler == SIG_IGN) return false;
+    prev->sa_handler(sig);
+    return true;
+}
+
 /*
  * Runs on the alternate signal stack: async-signal-safe code only. A fault in the guard page of
- * the running greenlet's stack is a stack overflow; anything else is reported as it is and
- * re-raised with the default action.
+ * the running greenlet's stack is a stack overflow; anything else goes to the handler that was
+ * there before ours, or without one is reported as it is and re-raised with the default action.
  */
 static void on_fault(int sig, siginfo_t *si, void *uctx)
 {
-    char msg[512];
+    char msg[512]; /* the fixed text, two numbers and at most FAULT_NAME_MAX of the name */
     size_t n = 0;
     struct ivy_tstate *ts = &tstate;
     ivy_greenlet *g = ts->self ? ts->current : NULL;
@@ -411,6 +440,7 @@ static void on_fault(int sig, siginfo_t *si, void *uctx)
         signal(SIGABRT, SIG_DFL);
         abort();
     }
+    if (chain_fault(sig, si, uctx)) return;
     n += fmt_str(msg + n, sig == SIGSEGV ? "ivy: fatal SIGSEGV" : "ivy: fatal SIGBUS");
     n += fmt_str(msg + n, " at address 0x");
     n += fmt_num(msg + n, (uintptr_t)si->si_addr, 16);
@@ -431,8 +461,8 @@ static void install_handlers_once(void)
     sa.sa_sigaction = on_fault;
     sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
     sigemptyset(&sa.sa_mask);
-    sigaction(SIGSEGV, &sa, NULL);
-    sigaction(SIGBUS, &sa, NULL);
+    sigaction(SIGSEGV, &sa, &prev_segv);
+    sigaction(SIGBUS, &sa, &prev_bus);
 }
 
 /* The handler must run on another stack: the faulting one has no room left. */

@@ -236,14 +236,33 @@ static void *wild_write_run(void *arg)
     return NULL;
 }
 
-/* The child side: never returns normally if the runtime does its job. */
+/* A handler installed before ivy's, as a crash reporter would be: says what it got and exits 42. */
+static void earlier_handler(int sig, siginfo_t *si, void *uctx)
+{
+    static const char yes[] = "earlier handler: SIGSEGV at 0x10\n", no[] = "earlier handler: ?\n";
+    bool ours = sig == SIGSEGV && si->si_addr == (void *)0x10;
+    (void)!write(STDERR_FILENO, ours ? yes : no, ours ? sizeof yes - 1 : sizeof no - 1);
+    _exit(42);
+}
+
+/* The child side: never returns normally if the runtime does its job. Modes: overflow, wild,
+   and with "chain-" in front, an earlier SIGSEGV handler; "long" names the greenlet 2000 x's. */
 static int crash_child(const char *mode)
 {
+    if (!strncmp(mode, "chain-", 6)) {
+        struct sigaction sa = {.sa_sigaction = earlier_handler, .sa_flags = SA_SIGINFO};
+        sigaction(SIGSEGV, &sa, NULL);
+        mode += 6;
+    }
+    static char long_name[2001];
+    memset(long_name, 'x', sizeof long_name - 1);
     bool overflow = strcmp(mode, "overflow") == 0;
     ivy_greenlet *g =
         ivy_greenlet_new(overflow ? overflow_run : wild_write_run, NULL, overflow ? 64 * 1024 : 0);
     if (!g) return 3;
-    ivy_greenlet_set_name(g, overflow ? "deep-diver" : "wild-writer");
+    ivy_greenlet_set_name(g, !strcmp(mode, "long") ? long_name
+                             : overflow            ? "deep-diver"
+                                                   : "wild-writer");
     ivy_switch(g, NULL, NULL);
     fprintf(stderr, "crash child: greenlet returned\n");
     return 4;
@@ -256,6 +275,8 @@ static void run_crash_child(const char *mode, char *buf, size_t cap, int *status
     assert_true(n > 0);
     self[n] = '\0';
     char *argv[] = {self, "--crash", (char *)mode, NULL};
+    /* ASan's own SIGSEGV handler would be the earlier one that ivy's chains to: leave it out. */
+    setenv("ASAN_OPTIONS", "handle_segv=0:handle_sigbus=0", 1);
     run_capture(self, argv, 2, buf, cap, status);
 }
 
@@ -283,6 +304,43 @@ static void wild_write_reported_as_fatal_sigsegv(void **state)
     assert_null(strstr(buf, "stack overflow"));
 }
 
+/* Not a guard-page hit: the fault belongs to the handler that was there first. */
+static void earlier_handler_gets_other_faults(void **state)
+{
+    char buf[4096];
+    int status;
+    run_crash_child("chain-wild", buf, sizeof buf, &status);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 42);
+    assert_string_equal(buf, "earlier handler: SIGSEGV at 0x10\n");
+}
+
+/* A guard-page hit is ivy's own: reported, not handed on. */
+static void earlier_handler_does_not_get_a_stack_overflow(void **state)
+{
+    char buf[4096];
+    int status;
+    run_crash_child("chain-overflow", buf, sizeof buf, &status);
+    assert_true(WIFSIGNALED(status));
+    assert_int_equal(WTERMSIG(status), SIGABRT);
+    assert_non_null(strstr(buf, "ivy: stack overflow in greenlet 'deep-diver'"));
+    assert_null(strstr(buf, "earlier handler"));
+}
+
+/* The name is the user's, of any length; the message's buffer is not. */
+static void a_long_greenlet_name_is_cut_in_the_fault_message(void **state)
+{
+    char buf[8192], expect[256];
+    int status;
+    run_crash_child("long", buf, sizeof buf, &status);
+    assert_true(WIFSIGNALED(status));
+    assert_int_equal(WTERMSIG(status), SIGSEGV);
+    int n = snprintf(expect, sizeof expect, "ivy: fatal SIGSEGV at address 0x10 in greenlet '");
+    memset(expect + n, 'x', 128);
+    strcpy(expect + n + 128, "...'\n");
+    assert_string_equal(buf, expect);
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 3 && strcmp(argv[1], "--crash") == 0) return crash_child(argv[2]);
@@ -296,6 +354,9 @@ int main(int argc, char **argv)
 #endif
         cmocka_unit_test(stack_overflow_names_greenlet_and_stack_size_then_aborts),
         cmocka_unit_test(wild_write_reported_as_fatal_sigsegv),
+        cmocka_unit_test(earlier_handler_gets_other_faults),
+        cmocka_unit_test(earlier_handler_does_not_get_a_stack_overflow),
+        cmocka_unit_test(a_long_greenlet_name_is_cut_in_the_fault_message),
     };
     return cmocka_run_group_tests(tests, find_main_greenlet, NULL);
 }

@@ -8,8 +8,8 @@
  * within 10 s), which stops the supervisor with a message and a non-zero status; a worker
  * SIGKILLed from outside respawns after the minimum 10 ms, without growing the back-off or
  * counting. The supervisor also SIGKILLs a worker whose heartbeat is older than the watchdog
- * timeout, and keeps per-worker counters in shared memory (/dev/shm/ivy-stats.PID, read by
- * `ivy stats`, served as Prometheus text with stats_listen).
+ * timeout, and keeps per-worker counters in shared memory (ivy-stats.PID in a directory private
+ * to the user, read by `ivy stats`, served as Prometheus text with stats_listen).
  *
  * Signals to the supervisor: SIGTERM/SIGINT drain gracefully (stop accepting, finish what is
  * in flight, up to graceful_timeout, exit 0); SIGQUIT stops at once; SIGHUP replaces the
