@@ -61,6 +61,12 @@ static void serve_usage(FILE *out)
           "                            does not read; restarts with each partial send)\n"
           "                            (default 60, or off)\n"
           "  --stats-listen HOST:PORT  serve Prometheus metrics at /metrics\n"
+          "  --migrate-req             set net.ipv4.tcp_migrate_req=1 (the whole host's setting,\n"
+          "                            left set): connections queued in a closing worker's\n"
+          "                            listener move to a live one instead of being reset\n"
+          "  --user USER               workers drop to USER and its groups after binding\n"
+          "                            (needs root; without it, root's workers keep root)\n"
+          "  --group GROUP             workers drop to GROUP instead of USER's own group\n"
           "  --quiet                   no start-up lines\n"
           "0 for any limit means its default.\n"
           "signals: TERM/INT drain and exit 0, QUIT stops at once, HUP replaces the workers\n"
@@ -141,7 +147,10 @@ static int cmd_serve(int argc, char **argv, char **main_argv)
         O_TEST,
         O_KEEPALIVE,
         O_REQUEST,
-        O_SEND
+        O_SEND,
+        O_MIGRATE,
+        O_USER,
+        O_GROUP
     };
     static const struct option opts[] = {
         {"app", required_argument, 0, O_APP},
@@ -156,6 +165,9 @@ static int cmd_serve(int argc, char **argv, char **main_argv)
         {"keepalive-timeout", required_argument, 0, O_KEEPALIVE},
         {"request-timeout", required_argument, 0, O_REQUEST},
         {"send-timeout", required_argument, 0, O_SEND},
+        {"migrate-req", no_argument, 0, O_MIGRATE},
+        {"user", required_argument, 0, O_USER},
+        {"group", required_argument, 0, O_GROUP},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -230,6 +242,15 @@ static int cmd_serve(int argc, char **argv, char **main_argv)
             break;
         case O_SEND:
             if (!parse_http_timeout("send-timeout", optarg, &http_opts.send_timeout)) return 2;
+            break;
+        case O_MIGRATE:
+            o.migrate_req = true;
+            break;
+        case O_USER:
+            o.user = optarg;
+            break;
+        case O_GROUP:
+            o.group = optarg;
             break;
         case 'h':
             serve_usage(stdout);

@@ -32,6 +32,7 @@ struct ivy_stats_slot {
 struct ivy_stats_shm {
     uint32_t magic, nslots;
     uint64_t supervisor_pid;
+    uint64_t failed_replacements; /* replacements that died before they were ready */
     char app[16];
     char listen[64];
     struct ivy_stats_slot slot[];
@@ -91,6 +92,12 @@ static inline void ivy__cluster_sigset(sigset_t *set, bool chld)
     sigaddset(set, SIGHUP);
     if (chld) sigaddset(set, SIGCHLD);
 }
+
+/* Privileges (cluster/privs.c): the supervisor resolves --user/--group once (a message and
+   -errno when it cannot; a warning when it is root and drops nothing), each worker drops to them
+   before its app runs (a message and -errno when it cannot). */
+int ivy__privs_setup(const char *user, const char *group, bool quiet);
+int ivy__privs_drop(void);
 
 /* A worker exits with this status to say "recycled, not crashed". */
 #define IVY_EXIT_RECYCLED 75

@@ -227,6 +227,11 @@ size_t ivy__stats_prometheus(const struct ivy_stats_shm *s, char *buf, size_t ca
                                   (unsigned long long)v);
         }
     }
+    n += (size_t)snprintf(buf + n, n < cap ? cap - n : 0,
+                          "# HELP ivy_failed_replacements Replacements (SIGHUP, max_requests) that "
+                          "died before they were ready\n"
+                          "# TYPE ivy_failed_replacements counter\nivy_failed_replacements %llu\n",
+                          (unsigned long long)IVY_LOAD(s->failed_replacements));
     return n < cap ? n : cap;
 }
 
@@ -248,6 +253,12 @@ void ivy__stats_table(const struct ivy_stats_shm *s, FILE *out, const uint64_t *
     fprintf(out, "ivy %.*s on %.*s (supervisor %llu)\n", (int)strnlen(s->app, sizeof s->app),
             s->app, (int)strnlen(s->listen, sizeof s->listen), s->listen,
             (unsigned long long)s->supervisor_pid);
+    uint64_t failed = IVY_LOAD(s->failed_replacements);
+    if (failed)
+        fprintf(out,
+                "failed replacements: %llu (a reload or recycle that could not start its "
+                "worker; the old one served on)\n",
+                (unsigned long long)failed);
     fprintf(out, "%-6s %-8s %-4s %-8s %-9s %-9s %-9s %-8s %-8s %-8s %-9s %-8s\n", "worker", "pid",
             "cpu", "conns", "total", "requests", "req/s", "in", "out", "threads", "lag_ms",
             "restarts");

@@ -16,6 +16,12 @@
  * A seat whose process cannot be started (fork fails, no free process slot) stays pending and
  * is retried after a growing delay; the failure is logged once per streak, not every attempt.
  *
+ * A replacement (SIGHUP, max_requests) that dies before it is ready is not a worker death: the
+ * old process is still serving, so it neither counts toward the crash loop nor restarts the seat.
+ * The replacement is retried after 100 ms, doubling; REPLACE_TRIES deaths in a row abandon the
+ * reload (every seat keeps its old process), logged as "reload failed" and counted in the stats.
+ * A reload never leaves things worse than no reload.
+ *
  * Invariants: a seat is refilled only by a respawn (after a death, with back-off) or by a
  * replacement (SIGHUP, max_requests); a process marked retiring was told to leave, so its exit
  * is not a death. The supervisor writes a stats slot only before the worker starts and after
@@ -40,7 +46,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-enum { CRASH_WINDOW_DEATHS = 10, TICK_MS = 10 };
+enum { CRASH_WINDOW_DEATHS = 10, TICK_MS = 10, REPLACE_TRIES = 5 };
 #define CRASH_WINDOW_NS (10 * 1000000000ull)
 #define HEALTHY_NS      (60 * 1000000000ull)
 #define BACKOFF_MIN_NS  (10 * 1000000ull)
@@ -61,8 +67,10 @@ struct seat {
     unsigned streak;     /* deaths in a row, for the back-off */
     uint64_t respawn_at; /* 0: nothing pending */
     uint64_t restarts;
-    unsigned failed;   /* failed starts in a row */
-    uint64_t retry_at; /* after a failed start, none before this */
+    unsigned failed;         /* failed starts in a row */
+    uint64_t retry_at;       /* after a failed start, none before this */
+    unsigned replace_failed; /* replacements in a row that died before they were ready */
+    uint64_t replace_at;     /* after one did, no replacement before this */
 };
 
 static struct sup {
@@ -110,26 +118,44 @@ static void sd_notify(const char *msg)
     close(fd);
 }
 
-/* tcp_migrate_req moves connections queued in a closing listener to a live sibling. */
+/* tcp_migrate_req moves connections queued in a closing listener to a live sibling. It is the
+   whole host's setting: changed only when asked (migrate_req), and what is in force is said. */
 static void connection_protection(void)
 {
     const char *path = "/proc/sys/net/ipv4/tcp_migrate_req";
+    bool ask = S.o->migrate_req && S.inherited_fd < 0;
     char v = '0';
-    int fd = open(path, O_RDWR | O_CLOEXEC);
-    if (fd >= 0) {
-        if (read(fd, &v, 1) == 1 && v == '0' && pwrite(fd, "1", 1, 0) == 1) v = '1';
+    int err = 0;
+    int fd = open(path, (ask ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+    if (fd < 0) {
+        err = errno;
+    } else {
+        if (read(fd, &v, 1) != 1) v = '0';
+        if (ask && v != '1') {
+            if (pwrite(fd, "1", 1, 0) == 1)
+                v = '1';
+            else
+                err = errno;
+        }
         close(fd);
+    }
+    if (ask && v != '1') {
+        log_line("warning: protection: none: cannot set net.ipv4.tcp_migrate_req=1 (%s); "
+                 "connections queued in a closing worker's listener will be reset",
+                 strerror(err ? err : EOPNOTSUPP));
+        return;
     }
     if (S.o->quiet) return;
     if (S.inherited_fd >= 0)
         log_line("protection: one inherited listener shared by every worker (socket "
                  "activation): nothing is queued per worker");
     else if (v == '1')
-        log_line("protection: net.ipv4.tcp_migrate_req=1: connections queued in a closing "
-                 "worker's listener migrate to a live one");
+        log_line("protection: net.ipv4.tcp_migrate_req=1 (%s): connections queued in a closing "
+                 "worker's listener migrate to a live one",
+                 ask ? "set by --migrate-req" : "the host's setting");
     else
-        log_line("warning: no connection protection: cannot set net.ipv4.tcp_migrate_req=1; "
-                 "connections queued in a dying worker's listener will be reset");
+        log_line("protection: none: connections queued in a closing worker's listener are reset "
+                 "(--migrate-req sets net.ipv4.tcp_migrate_req=1 for the whole host)");
 }
 
 static struct proc *proc_of(pid_t pid)
@@ -147,6 +173,13 @@ static int live_procs(void)
     return n;
 }
 
+/* The wait before the next try after n failed ones: 100 ms doubling up to the back-off's cap. */
+static uint64_t retry_delay(unsigned n)
+{
+    uint64_t delay = RETRY_MIN_NS << (n - 1 < 10 ? n - 1 : 10);
+    return delay < BACKOFF_MAX_NS ? delay : BACKOFF_MAX_NS;
+}
+
 /* Logs the first failure of a streak only; the seat's next attempt waits 100 ms, doubling up to
    the back-off's maximum. */
 static int spawn_failed(int seat, int err, const char *why)
@@ -155,8 +188,7 @@ static int spawn_failed(int seat, int err, const char *why)
     if (st->failed++ == 0)
         log_line("cannot start worker %d: %s; retrying, less often each time, until it starts",
                  seat, why);
-    uint64_t delay = RETRY_MIN_NS << (st->failed - 1 < 10 ? st->failed - 1 : 10);
-    st->retry_at = ivy__mono_ns() + (delay < BACKOFF_MAX_NS ? delay : BACKOFF_MAX_NS);
+    st->retry_at = ivy__mono_ns() + retry_delay(st->failed);
     return err;
 }
 
@@ -201,6 +233,32 @@ static void kill_all(int sig)
         if (S.procs[i].pid > 0) kill(S.procs[i].pid, sig);
 }
 
+static void dequeue_replacement(void)
+{
+    memmove(S.replace_queue, S.replace_queue + 1, (size_t)--S.nreplace * sizeof(int));
+}
+
+/* A replacement died before it was ready, its seat's old process still serving: back off, and
+   after REPLACE_TRIES in a row give the whole reload up. */
+static void replacement_failed(const struct proc *dead, pid_t old, const char *why, uint64_t now)
+{
+    struct seat *st = &S.seats[dead->seat];
+    IVY_BUMP(S.shm->failed_replacements, 1);
+    uint64_t delay = retry_delay(++st->replace_failed);
+    st->replace_at = now + delay;
+    if (st->replace_failed % REPLACE_TRIES) {
+        log_line("worker %d: its replacement (pid %d) %s before it was ready; the old one (pid "
+                 "%d) serves on; trying again in %llu ms",
+                 dead->seat, (int)dead->pid, why, (int)old, (unsigned long long)(delay / 1000000));
+        return;
+    }
+    log_line("reload failed: worker %d: %u replacements in a row died before they were ready "
+             "(last: %s); every worker not yet replaced keeps its old process",
+             dead->seat, REPLACE_TRIES, why);
+    sd_notify("STATUS=reload failed: the old workers serve on");
+    S.nreplace = 0; /* a worker that asks to recycle (max_requests) asks again, after the delay */
+}
+
 static bool crash_loop(uint64_t now)
 {
     S.deaths[S.ndeaths++ % CRASH_WINDOW_DEATHS] = now;
@@ -243,17 +301,23 @@ static bool reap(uint64_t now)
         else
             describe_status(why, sizeof why, status);
         struct seat *st = &S.seats[dead.seat];
+        if (dead.replacing) {
+            /* The replacement died before taking over: the old process stays, and this was
+               no worker's death (not toward the crash loop, no restart). */
+            pid_t old = 0;
+            for (int i = 0; i < 2 * S.nseats && !old; i++)
+                if (S.procs[i].pid > 0 && S.procs[i].seat == dead.seat) old = S.procs[i].pid;
+            if (old) {
+                replacement_failed(&dead, old, why, now);
+                continue;
+            }
+        }
         log_line("worker %d (pid %d, cpu %d) %s", dead.seat, (int)pid, st->cpu, why);
         if (!external && crash_loop(now)) {
             log_line("crash loop: %d worker deaths within %llu s; stopping (last: worker %d "
                      "%s)",
                      CRASH_WINDOW_DEATHS, CRASH_WINDOW_NS / 1000000000ull, dead.seat, why);
             return false;
-        }
-        if (dead.replacing) {
-            /* The replacement died before taking over: the old process stays. */
-            for (int i = 0; i < 2 * S.nseats; i++)
-                if (S.procs[i].pid > 0 && S.procs[i].seat == dead.seat) goto next;
         }
         st->restarts++;
         /* The back-off slows a worker that keeps failing; one killed from outside did not
@@ -266,7 +330,6 @@ static bool reap(uint64_t now)
         st->streak = now - dead.started > HEALTHY_NS ? 1 : st->streak + 1;
         uint64_t delay = BACKOFF_MIN_NS << (st->streak - 1 < 20 ? st->streak - 1 : 20);
         st->respawn_at = now + (delay < BACKOFF_MAX_NS ? delay : BACKOFF_MAX_NS);
-    next:;
     }
     return true;
 }
@@ -322,12 +385,13 @@ static void replace_step(uint64_t now)
         else
             return; /* the old one is still leaving */
     }
+    struct seat *st = &S.seats[seat];
     if (!old && !fresh) { /* the seat is empty (a respawn is pending): nothing to replace */
-        memmove(S.replace_queue, S.replace_queue + 1, (size_t)--S.nreplace * sizeof(int));
+        dequeue_replacement();
         return;
     }
     if (!fresh) {
-        if (old && now >= S.seats[seat].retry_at) spawn(seat, true);
+        if (old && now >= st->retry_at && now >= st->replace_at) spawn(seat, true);
         return;
     }
     if (IVY_LOAD(S.shm->slot[fresh - S.procs].state) != SLOT_READY) return;
@@ -336,7 +400,11 @@ static void replace_step(uint64_t now)
         kill(old->pid, SIGTERM);
     }
     fresh->replacing = false;
-    memmove(S.replace_queue, S.replace_queue + 1, (size_t)--S.nreplace * sizeof(int));
+    if (st->replace_failed)
+        log_line("worker %d replaced after %u failed tries", seat, st->replace_failed);
+    st->replace_failed = 0;
+    st->replace_at = 0;
+    dequeue_replacement();
 }
 
 static void announce_ready(void)
@@ -425,8 +493,11 @@ static int handle_signals(uint64_t now)
                 break;
             }
             if (!S.o->quiet) log_line("SIGHUP: replacing workers one at a time");
-            for (int s = 0; s < S.nseats; s++)
+            for (int s = 0; s < S.nseats; s++) {
+                S.seats[s].replace_failed = 0; /* a new reload: the operator may have fixed it */
+                S.seats[s].replace_at = 0;
                 queue_replacement(s);
+            }
             break;
         }
     }
@@ -455,6 +526,7 @@ int ivy_cluster_run(const struct ivy_cluster_options *o)
         unsetenv("LISTEN_PID");
         unsetenv("LISTEN_FDS");
     }
+    if (ivy__privs_setup(o->user, o->group, o->quiet) < 0) return 2;
     char listen[96];
     snprintf(listen, sizeof listen, "%s:%d", o->host ? o->host : "127.0.0.1",
              o->port ? o->port : 8080);

@@ -250,6 +250,12 @@ void ivy__worker_main(const struct ivy_cluster_options *o, struct ivy_stats_shm 
         _exit(3);
     }
 
+    /* Bound, ring and signalfd open: what needed root is done. The kernel clears the
+       parent-death signal when credentials change: set it again. */
+    if (ivy__privs_drop() < 0) _exit(5);
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != supervisor) _exit(1);
+
     ivy__hub_tls->on_iteration = heartbeat;
     heartbeat(NULL);
     w.app = ivy_spawn(app_main, NULL);

@@ -73,6 +73,14 @@ struct ivy_cluster_options {
 
     char **argv; /* main's argv, rewritten so ps shows "ivy: worker N"; may be NULL */
     bool quiet;  /* no start-up lines */
+    /* Sets the system-wide net.ipv4.tcp_migrate_req=1 (and leaves it set: other servers may
+       count on it), so that connections queued in a closing worker's listener move to a live
+       one instead of being reset. Off: the host's setting stands, reported at start-up. */
+    bool migrate_req;
+    /* Workers drop to this user (name or uid) and its groups after binding, before the app
+       runs; needs root. NULL: they keep the supervisor's (with a warning when that is root). */
+    const char *user;
+    const char *group; /* and to this group (name or gid) instead of the user's; NULL: its own */
 };
 
 /*
