@@ -28,6 +28,8 @@
 
 #include <cmocka.h>
 
+#include "skip.h"
+
 /* ---- the response framer ------------------------------------------------------------------ */
 
 /* Feeds s to a fresh framer in pieces of `step` bytes, as receives would; returns the number
@@ -357,8 +359,7 @@ static void count_matches_nginx_access_log(void **state)
 {
     static const char nginx[] = "/usr/sbin/nginx";
     if (access(nginx, X_OK) != 0) {
-        print_message("nginx not installed (scripts/deps.sh nginx-light): skipped\n");
-        skip();
+        skip_visibly("nginx not installed (scripts/deps.sh nginx-light)");
     }
     char dir[] = "/tmp/ivy-load-nginx-XXXXXX", conf[128], log[128], err[128];
     assert_non_null(mkdtemp(dir));
@@ -583,5 +584,5 @@ int main(void)
         cmocka_unit_test(echo_mode_round_trips_and_counts_messages),
         cmocka_unit_test(interrupt_ends_the_run_early_with_results),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return ivy_test_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }
