@@ -82,6 +82,7 @@ static struct sup {
     int inherited_fd;
     int sigfd;
     int stats_fd;
+    uint64_t stats_pause_until; /* out of descriptors: the scrape waits rather than spins */
     uint64_t deaths[CRASH_WINDOW_DEATHS]; /* ring of recent death times */
     unsigned ndeaths;
     int *replace_queue, nreplace; /* seats waiting for a rolling replacement */
@@ -423,6 +424,8 @@ static void announce_ready(void)
 static void serve_stats(void)
 {
     int fd = accept4(S.stats_fd, NULL, NULL, SOCK_CLOEXEC);
+    if (fd < 0 && (errno == EMFILE || errno == ENFILE || errno == ENOMEM || errno == ENOBUFS))
+        S.stats_pause_until = ivy__mono_ns() + RETRY_MIN_NS; /* still readable: poll would spin */
     if (fd < 0) return;
     struct timeval tv = {0, 200000}; /* a scrape is tiny: never let one stall the supervisor */
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
@@ -569,10 +572,11 @@ int ivy_cluster_run(const struct ivy_cluster_options *o)
     uint64_t wd_ns = wd ? strtoull(wd, NULL, 10) * 500 : 0; /* ping at half the period */
     for (;;) {
         struct pollfd pfd[2] = {{S.sigfd, POLLIN, 0}, {S.stats_fd, POLLIN, 0}};
-        poll(pfd, S.stats_fd >= 0 ? 2 : 1, TICK_MS);
+        bool scrape = S.stats_fd >= 0 && ivy__mono_ns() >= S.stats_pause_until;
+        poll(pfd, scrape ? 2 : 1, TICK_MS);
         uint64_t now = ivy__mono_ns();
         if (handle_signals(now)) break;
-        if (S.stats_fd >= 0 && (pfd[1].revents & POLLIN)) serve_stats();
+        if (scrape && (pfd[1].revents & POLLIN)) serve_stats();
         if (!reap(now)) {
             kill_all(SIGKILL);
             status = 1;
