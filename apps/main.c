@@ -297,8 +297,8 @@ static int cmd_stats(int argc, char **argv)
             if (!parse_seconds(argv[++i], &interval) || interval <= 0) return 2;
         } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             puts("usage: ivy stats [PID] [--once] [--interval S]\n"
-                 "Shows the counters of the running server whose supervisor is PID (default: "
-                 "the newest one).");
+                 "Shows the counters of this user's running server whose supervisor is PID "
+                 "(default: the newest one).");
             return 0;
         } else {
             pid = (pid_t)atoi(argv[i]);

@@ -537,6 +537,8 @@ static void prometheus_metrics_are_served(void **state)
     for (char *p = buf; (p = strstr(p, "\nivy_conns_total{")); p++)
         total += strtoull(strchr(p, '}') + 2, NULL, 10);
     assert_int_equal(total, 10);
+    assert_non_null(
+        strstr(buf, "# TYPE ivy_failed_replacements counter\nivy_failed_replacements 0\n"));
     stop(&c);
 }
 

@@ -77,6 +77,29 @@ static void workers_drop_to_the_user_after_binding(void **state)
     close(c.err_fd);
 }
 
+/* --group alone: the group changes, the user stays. */
+static void a_group_alone_changes_the_group_only(void **state)
+{
+    const struct group *gr = getgrnam("nogroup");
+    if (geteuid() != 0 || !gr || gr->gr_gid == 0)
+        skip_visibly("needs root and a group 'nogroup' to drop to");
+    gid_t gid = gr->gr_gid;
+    struct cluster c = start((struct ivy_cluster_options){.workers = 1, .group = "nogroup"});
+    wait_ready(&c, 1);
+    assert_int_equal(echo_once(c.port, "grouped"), 1);
+    char want[64], v[512];
+    pid_t pid = worker_pid(&c, 0);
+    assert_true(proc_status_line(pid, "Uid", v, sizeof v));
+    assert_string_equal(v, "\t0\t0\t0\t0");
+    snprintf(want, sizeof want, "\t%u\t%u\t%u\t%u", gid, gid, gid, gid);
+    assert_true(proc_status_line(pid, "Gid", v, sizeof v));
+    assert_string_equal(v, want);
+    snprintf(want, sizeof want, "\t%u ", gid);
+    assert_true(proc_status_line(pid, "Groups", v, sizeof v));
+    assert_string_equal(v, want);
+    stop(&c);
+}
+
 static void serving_as_root_without_a_user_warns(void **state)
 {
     if (geteuid() != 0) skip_visibly("needs root");
@@ -102,6 +125,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(workers_drop_to_the_user_after_binding),
+        cmocka_unit_test(a_group_alone_changes_the_group_only),
         cmocka_unit_test(serving_as_root_without_a_user_warns),
     };
     if (getenv("IVY_TEST_FILTER")) cmocka_set_test_filter(getenv("IVY_TEST_FILTER"));

@@ -13,7 +13,9 @@
  *
  * Signals to the supervisor: SIGTERM/SIGINT drain gracefully (stop accepting, finish what is
  * in flight, up to graceful_timeout, exit 0); SIGQUIT stops at once; SIGHUP replaces the
- * workers one at a time, each new one listening before the old one leaves.
+ * workers one at a time, each new one listening before the old one leaves; a new one that dies
+ * before it is ready leaves the old one serving (retried with back-off, never counted toward the
+ * crash loop; 5 in a row: "reload failed").
  *
  * Inside a worker, the app runs in a green thread: the HTTP server with a handler (http), a
  * TCP function run per connection (conn, through ivy_tcp_serve), any function given the
