@@ -29,19 +29,22 @@ uint64_t ivy__mono_ns(void)
 
 /*
  * Where the segments live: a directory only their owner can enter, so that no one else can
- * have planted, read or written a segment. $XDG_RUNTIME_DIR/ivy (the user's own tmpfs) when the
- * environment names one; else /run/ivy for root and /dev/shm/ivy-UID for anyone else (both
- * tmpfs). The directory must be ours: one that another user made first (/dev/shm is
- * world-writable) is refused, never used.
+ * have planted, read or written a segment. $IVY_STATS_DIR when set (an absolute path); else
+ * /run/ivy for root, whatever the environment (a service and an operator's login shell must
+ * agree); else $XDG_RUNTIME_DIR/ivy (the user's own tmpfs) or, without one, /dev/shm/ivy-UID.
+ * The directory must be ours: one that another user made first (/dev/shm is world-writable) is
+ * refused, never used.
  */
 const char *ivy__stats_dir(void)
 {
     static char dir[PATH_MAX];
-    const char *xdg = getenv("XDG_RUNTIME_DIR");
-    if (xdg && xdg[0] == '/' && strlen(xdg) + 5 < sizeof dir)
-        snprintf(dir, sizeof dir, "%s/ivy", xdg);
+    const char *own = getenv("IVY_STATS_DIR"), *xdg = getenv("XDG_RUNTIME_DIR");
+    if (own && own[0] == '/' && strlen(own) < sizeof dir)
+        snprintf(dir, sizeof dir, "%s", own);
     else if (geteuid() == 0)
         snprintf(dir, sizeof dir, "/run/ivy");
+    else if (xdg && xdg[0] == '/' && strlen(xdg) + 5 < sizeof dir)
+        snprintf(dir, sizeof dir, "%s/ivy", xdg);
     else
         snprintf(dir, sizeof dir, "/dev/shm/ivy-%u", (unsigned)geteuid());
     return dir;
@@ -95,6 +98,25 @@ static int create_file(int dfd, const char *name)
     }
 }
 
+/* Segments left by supervisors that died without removing theirs (SIGKILL): only this user's
+   processes write here, so whatever names a dead pid can go. */
+static void sweep_dead(int dfd)
+{
+    int fd = dup(dfd);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!d) {
+        if (fd >= 0) close(fd);
+        return;
+    }
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        int p;
+        if (sscanf(e->d_name, "ivy-stats.%d", &p) == 1 && p > 0 && kill(p, 0) < 0 && errno == ESRCH)
+            unlinkat(dfd, e->d_name, 0);
+    }
+    closedir(d);
+}
+
 struct ivy_stats_shm *ivy__stats_create(unsigned nslots, const char *app, const char *listen)
 {
     const char *dir = ivy__stats_dir();
@@ -107,6 +129,7 @@ struct ivy_stats_shm *ivy__stats_create(unsigned nslots, const char *app, const 
                 dfd == -EPERM ? " (not a directory of this user's own)" : "");
         return NULL;
     }
+    sweep_dead(dfd);
     int fd = create_file(dfd, name);
     if (fd < 0 || ftruncate(fd, (off_t)len) < 0) {
         fprintf(stderr, "ivy: cannot create %s/%s: %s\n", dir, name,

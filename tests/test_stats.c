@@ -3,9 +3,10 @@
  * planted there is followed or adopted, no one else can open it), and that `ivy stats` prints
  * what the segment says without trusting its strings to end.
  *
- * Each test points XDG_RUNTIME_DIR at a fresh directory of its own. The segment is named after
- * the creating process's pid, so the creation runs in a forked child whose pid the test knows
- * before it plants anything: the child waits on a pipe until the test has set the scene.
+ * Each test points IVY_STATS_DIR at a fresh directory of its own (base/ivy, not there yet). The
+ * segment is named after the creating process's pid, so the creation runs in a forked child whose
+ * pid the test knows before it plants anything: the child waits on a pipe until the test has set
+ * the scene.
  */
 #include "cluster_impl.h"
 
@@ -31,15 +32,15 @@
 #include "skip.h"
 #include "util.h"
 
-static char base[64];      /* XDG_RUNTIME_DIR of the test */
+static char base[64];      /* a fresh directory of the test's */
 static char dir[PATH_MAX]; /* base/ivy: the stats directory */
 
 static int make_base(void **state)
 {
     snprintf(base, sizeof base, "/tmp/ivy-test-stats-XXXXXX");
     assert_non_null(mkdtemp(base));
-    setenv("XDG_RUNTIME_DIR", base, 1);
     snprintf(dir, sizeof dir, "%s/ivy", base);
+    setenv("IVY_STATS_DIR", dir, 1);
     assert_string_equal(ivy__stats_dir(), dir);
     return 0;
 }
@@ -175,6 +176,23 @@ static void pre_created_file_is_not_adopted(void **state)
     close(planted);
 }
 
+/* A supervisor SIGKILLed leaves its segment; the next one to start removes it, and leaves the
+   segment of a live one alone. */
+static void segments_of_dead_supervisors_are_swept(void **state)
+{
+    struct child dead = fork_creator();
+    assert_int_equal(run_creator(&dead), 0); /* exited (and reaped) without destroying */
+    assert_int_equal(access(dead.path, F_OK), 0);
+    struct child live = fork_creator(); /* alive until told: stands for a running server */
+    char live_path[PATH_MAX + 32];
+    snprintf(live_path, sizeof live_path, "%s/ivy-stats.%d", dir, (int)getpid());
+    write_file(live_path, "ours", 0600);
+    assert_int_equal(run_creator(&live), 0);
+    assert_int_equal(access(dead.path, F_OK), -1);
+    assert_int_equal(access(live.path, F_OK), 0);
+    assert_file_is(live_path, "ours");
+}
+
 /* The stats directory itself planted as a symlink to a place of the planter's choosing: refused. */
 static void planted_directory_symlink_is_refused(void **state)
 {
@@ -265,6 +283,8 @@ int main(void)
                                         remove_base),
         cmocka_unit_test_setup_teardown(planted_symlink_is_not_followed, make_base, remove_base),
         cmocka_unit_test_setup_teardown(pre_created_file_is_not_adopted, make_base, remove_base),
+        cmocka_unit_test_setup_teardown(segments_of_dead_supervisors_are_swept, make_base,
+                                        remove_base),
         cmocka_unit_test_setup_teardown(planted_directory_symlink_is_refused, make_base,
                                         remove_base),
         cmocka_unit_test_setup_teardown(directory_of_another_user_is_refused, make_base,
