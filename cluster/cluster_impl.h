@@ -93,7 +93,10 @@ static inline void ivy__cluster_sigset(sigset_t *set, bool chld)
     if (chld) sigaddset(set, SIGCHLD);
 }
 
-/* Privileges (cluster/privs.c): the supervisor resolves --user/--group once (a message and
+/* The host (cluster/host.c). Reports (and with migrate_req, sets) the protection of connections
+   queued in a closing worker's listener: tcp_migrate_req, or an inherited shared listener. */
+void ivy__host_protection(bool migrate_req, bool inherited, bool quiet);
+/* Privileges: the supervisor resolves --user/--group once (a message and
    -errno when it cannot; a warning when it is root and drops nothing), each worker drops to them
    before its app runs (a message and -errno when it cannot). */
 int ivy__privs_setup(const char *user, const char *group, bool quiet);

@@ -119,46 +119,6 @@ static void sd_notify(const char *msg)
     close(fd);
 }
 
-/* tcp_migrate_req moves connections queued in a closing listener to a live sibling. It is the
-   whole host's setting: changed only when asked (migrate_req), and what is in force is said. */
-static void connection_protection(void)
-{
-    const char *path = "/proc/sys/net/ipv4/tcp_migrate_req";
-    bool ask = S.o->migrate_req && S.inherited_fd < 0;
-    char v = '0';
-    int err = 0;
-    int fd = open(path, (ask ? O_RDWR : O_RDONLY) | O_CLOEXEC);
-    if (fd < 0) {
-        err = errno;
-    } else {
-        if (read(fd, &v, 1) != 1) v = '0';
-        if (ask && v != '1') {
-            if (pwrite(fd, "1", 1, 0) == 1)
-                v = '1';
-            else
-                err = errno;
-        }
-        close(fd);
-    }
-    if (ask && v != '1') {
-        log_line("warning: protection: none: cannot set net.ipv4.tcp_migrate_req=1 (%s); "
-                 "connections queued in a closing worker's listener will be reset",
-                 strerror(err ? err : EOPNOTSUPP));
-        return;
-    }
-    if (S.o->quiet) return;
-    if (S.inherited_fd >= 0)
-        log_line("protection: one inherited listener shared by every worker (socket "
-                 "activation): nothing is queued per worker");
-    else if (v == '1')
-        log_line("protection: net.ipv4.tcp_migrate_req=1 (%s): connections queued in a closing "
-                 "worker's listener migrate to a live one",
-                 ask ? "set by --migrate-req" : "the host's setting");
-    else
-        log_line("protection: none: connections queued in a closing worker's listener are reset "
-                 "(--migrate-req sets net.ipv4.tcp_migrate_req=1 for the whole host)");
-}
-
 static struct proc *proc_of(pid_t pid)
 {
     for (int i = 0; i < 2 * S.nseats; i++)
@@ -559,7 +519,7 @@ int ivy_cluster_run(const struct ivy_cluster_options *o)
     if (!o->quiet)
         log_line("serving %s on %s: %d workers, watchdog %g s, graceful timeout %g s", o->app_name,
                  listen, S.nseats, S.timeout, o->graceful_timeout > 0 ? o->graceful_timeout : 30);
-    connection_protection();
+    ivy__host_protection(o->migrate_req, S.inherited_fd >= 0, o->quiet);
     ivy__oom_setup(&S.oom);
     for (int s = 0; s < S.nseats; s++) {
         S.seats[s].cpu = cpus[s % ncpus];

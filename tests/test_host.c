@@ -1,6 +1,7 @@
 /*
- * Tests for cluster/privs.c: started as root with a user, a cluster's workers drop to it (and its
- * groups) after binding, checked in /proc; without one, a warning. Real users: 'nobody'.
+ * Tests for cluster/host.c: started as root with a user, a cluster's workers drop to it (and its
+ * groups) after binding, checked in /proc; without one, a warning. Real users: 'nobody'. And the
+ * protection line says what the host gives.
  */
 #include "cluster_test.h"
 

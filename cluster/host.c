@@ -1,4 +1,7 @@
 /*
+ * What the supervisor asks of the host: the system setting that keeps connections queued in a
+ * closing worker's listener (tcp_migrate_req, only when asked), and the workers' privileges.
+ *
  * Dropping the workers' privileges (nginx's `user`): a worker parses what any client sends, so
  * when the supervisor runs as root, its workers should not. The supervisor resolves the user
  * and group once, at start-up, where a typo is reported before anything is forked; each worker
@@ -11,11 +14,56 @@
 #include "cluster_impl.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+/* tcp_migrate_req moves connections queued in a closing listener to a live sibling. It is the
+   whole host's setting: changed only when asked (migrate_req), and what is in force is said. */
+void ivy__host_protection(bool migrate_req, bool inherited, bool quiet)
+{
+    const char *path = "/proc/sys/net/ipv4/tcp_migrate_req";
+    bool ask = migrate_req && !inherited;
+    char v = '0';
+    int err = 0;
+    int fd = open(path, (ask ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+    if (fd < 0) {
+        err = errno;
+    } else {
+        if (read(fd, &v, 1) != 1) v = '0';
+        if (ask && v != '1') {
+            if (pwrite(fd, "1", 1, 0) == 1)
+                v = '1';
+            else
+                err = errno;
+        }
+        close(fd);
+    }
+    if (ask && v != '1') {
+        fprintf(stderr,
+                "ivy: warning: protection: none: cannot set net.ipv4.tcp_migrate_req=1 (%s); "
+                "connections queued in a closing worker's listener will be reset\n",
+                strerror(err ? err : EOPNOTSUPP));
+        return;
+    }
+    if (quiet) return;
+    if (inherited)
+        fprintf(stderr, "ivy: protection: one inherited listener shared by every worker (socket "
+                        "activation): nothing is queued per worker\n");
+    else if (v == '1')
+        fprintf(stderr,
+                "ivy: protection: net.ipv4.tcp_migrate_req=1 (%s): connections queued in a closing "
+                "worker's listener migrate to a live one\n",
+                ask ? "set by --migrate-req" : "the host's setting");
+    else
+        fprintf(
+            stderr,
+            "ivy: protection: none: connections queued in a closing worker's listener are reset "
+            "(--migrate-req sets net.ipv4.tcp_migrate_req=1 for the whole host)\n");
+}
 
 static struct {
     bool drop, set_uid;
