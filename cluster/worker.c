@@ -5,6 +5,9 @@
  * at a time, as the app accepts them (ivy__accept_one): a worker killed outright loses only the
  * connections it had accepted, while those still queued move to a sibling (tcp_migrate_req).
  *
+ * Started by a root supervisor with a user (--user/--group), it drops to that user once its
+ * listener, ring and signalfd are open, before the app runs (cluster/host.c).
+ *
  * Beside the app, two green threads: one reads signals from a signalfd through the ring (no
  * async handlers), one ticks so the heartbeat stays fresh when the hub is idle and checks the
  * drain. The hub stamps the heartbeat in shared memory on every loop iteration, so a green

@@ -73,7 +73,8 @@ int ivy_kill(ivy_thread *t);
 /* Calls cb(t, value, err, arg) in the hub when t finishes. cb must not block. */
 int ivy_link(ivy_thread *t, void (*cb)(ivy_thread *t, void *value, int err, void *arg), void *arg);
 
-/* Suspends the calling green thread; ivy_sleep(0) lets every ready thread run first. */
+/* Suspends the calling green thread; ivy_sleep(0) lets every ready thread run first. NaN is
+   -EINVAL; seconds beyond 2^62 ns (146 years, INFINITY too) sleep until the thread is killed. */
 int ivy_sleep(double seconds);
 
 ivy_thread *ivy_self(void); /* NULL outside a green thread */
