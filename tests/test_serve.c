@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <pwd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -25,6 +26,7 @@
 
 #include <cmocka.h>
 
+#include "skip.h"
 #include "util.h"
 
 /* Every worker of the server whose supervisor is pid is ready (its stats say so). */
@@ -308,6 +310,28 @@ static void unknown_user_or_group_is_refused_before_serving(void **state)
     }
 }
 
+/* The http app, end to end, in workers that dropped root: answers, and its worker runs as nobody.
+ */
+static void serve_as_nobody_answers(void **state)
+{
+    if (geteuid() != 0 || !getpwnam("nobody")) skip_visibly("needs root and a user 'nobody'");
+    uid_t nobody = getpwnam("nobody")->pw_uid;
+    int port = free_port();
+    pid_t sup = serve(port, (const char *[]){"--workers", "1", "--user", "nobody", NULL});
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "curl -s -i http://127.0.0.1:%d/", port);
+    const char *r = run(cmd);
+    assert_non_null(strstr(r, "HTTP/1.1 200 OK\r\n"));
+    const char *w = strstr(r, "X-Ivy-Worker: 0/");
+    assert_non_null(w);
+    int pid = atoi(w + 16);
+    char path[64], want[64];
+    snprintf(path, sizeof path, "grep '^Uid:' /proc/%d/status", pid);
+    snprintf(want, sizeof want, "Uid:\t%u\t%u\t%u\t%u\n", nobody, nobody, nobody, nobody);
+    assert_string_equal(run(path), want);
+    stop(sup);
+}
+
 /* 1e20 s once wrapped to a watchdog limit in the past: every worker killed on every tick. */
 static void a_huge_timeout_does_not_kill_workers(void **state)
 {
@@ -344,7 +368,8 @@ int main(void)
         cmocka_unit_test(load_count_matches_serve_counters),
         cmocka_unit_test(unknown_user_or_group_is_refused_before_serving),
         cmocka_unit_test(a_huge_timeout_does_not_kill_workers),
+        cmocka_unit_test(serve_as_nobody_answers),
     };
     if (getenv("IVY_TEST_FILTER")) cmocka_set_test_filter(getenv("IVY_TEST_FILTER"));
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return ivy_test_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }
