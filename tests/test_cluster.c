@@ -487,6 +487,10 @@ static void failed_reload_keeps_the_old_workers_serving(void **state)
         failures += echo_until(&c, err, sizeof err, want, &rounds);
         assert_non_null(strstr(err, want));
         assert_int_equal(count(err, "its replacement (pid "), 4);
+        /* Backed off: 100 ms doubling, not the 10 ms re-fork that made a crash loop. */
+        const char *a = strstr(err, "trying again in 100 ms"), *b = strstr(err, "in 200 ms"),
+                   *d = strstr(err, "in 400 ms"), *e = strstr(err, "in 800 ms");
+        assert_true(a && b && d && e && a < b && b < d && d < e);
         assert_non_null(strstr(err, "before it was ready; the old one (pid "));
         assert_null(strstr(err, "crash loop"));
         assert_int_equal(worker_pid(&c, 0), old0);
