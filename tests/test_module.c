@@ -73,7 +73,7 @@ static void assert_refused(const char *so, const char *cause)
 
 #define HANDLER                                                                                    \
     "#include <ivy/ivy.h>\n"                                                                       \
-    "__attribute__((unused)) static int h(ivy_http_req *r, void *a)\n"                            \
+    "__attribute__((unused)) static int h(ivy_http_req *r, void *a)\n"                             \
     "{ return ivy_http_respond(r, 200, 0, \"x\", 1); }\n"
 
 static void each_load_error_is_refused_with_status_2(void **state)
@@ -108,9 +108,11 @@ static pid_t serve_module(const char *so, int port, const char *workers)
 {
     char listen[32];
     snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
-    pid_t pid = spawn_logged((const char *const[]){ivy_binary(), "serve", "--app", so, "--listen",
-                                                   listen, "--workers", workers, NULL},
-                             logpath);
+    /* --migrate-req: what a replaced worker's listener still queues moves to its sibling. */
+    pid_t pid =
+        spawn_logged((const char *const[]){ivy_binary(), "serve", "--app", so, "--listen", listen,
+                                           "--workers", workers, "--migrate-req", NULL},
+                     logpath);
     if (!wait_for_text(logpath, "ivy: ready: ", 10000)) fail_msg("%s", slurp(logpath));
     return pid;
 }
