@@ -22,9 +22,10 @@ struct ivy_http_slice ivy_http_method_name(const ivy_http_req *r)
 
 struct ivy_http_slice ivy_http_target(const ivy_http_req *r)
 {
-    /* From after the method's space to the end of the path or query. */
+    /* From after the method's space to the space before the version: not to the path's end,
+     * which is a constant "/" for an absolute-form target without a path ("http://h"). */
     const char *start = r->h.method.p + r->h.method.len + 1;
-    const char *end = r->h.query.p ? r->h.query.p + r->h.query.len : r->h.path.p + r->h.path.len;
+    const char *end = memchr(start, ' ', (size_t)(r->c->in + r->body_at - start));
     return (struct ivy_http_slice){start, (size_t)(end - start)};
 }
 
@@ -268,6 +269,12 @@ int ivy__http_discard_body(ivy_http_req *r)
     size_t cap;
     char *scratch = ivy__http_scratch(&cap);
     ssize_t n;
+    /* The answer goes first when the rest of the body must be waited for: a client may wait
+     * for it before sending the body (a refused upload), and would otherwise wait for the
+     * request timeout. A body already buffered (pipelined) keeps the batch in one send. */
+    struct http_conn *c = r->c;
+    if ((r->body == BODY_CHUNKED || c->len - c->off < r->left) && ivy__http_flush(c) < 0)
+        return -EPIPE;
     while ((n = ivy_http_read(r, scratch, cap)) > 0) {
     }
     return n < 0 ? (int)n : 0;

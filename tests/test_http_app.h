@@ -26,6 +26,7 @@
 #include <cmocka.h>
 
 #include "http_app.h"
+#include "http_client.h"
 #include "http_parse.h"
 
 #define HELLO_HEAD(extra)                                                                          \
@@ -35,117 +36,6 @@
 #define ECHO_HEAD(len)                                                                             \
     "HTTP/1.1 200 OK\r\nServer: ivy\r\nDate: <date>\r\nContent-Type: application/octet-stream\r\n" \
     "Content-Length: " #len "\r\nX-Ivy-Worker: -1/<pid>\r\n\r\n"
-
-/* ---- a client with its own buffer, so that pipelined responses can be read one by one ---- */
-
-struct client {
-    int fd;
-    size_t len;
-    char buf[1 << 21];
-};
-
-static inline struct client *client_new(int port)
-{
-    struct client *c = calloc(1, sizeof *c);
-    c->fd = ivy_connect("127.0.0.1", port, 5.0);
-    assert_true(c->fd >= 0);
-    return c;
-}
-
-static inline void client_free(struct client *c)
-{
-    ivy_close(c->fd);
-    free(c);
-}
-
-static inline void put(struct client *c, const char *s, size_t n)
-{
-    assert_int_equal(ivy_sendall(c->fd, s, n), (ssize_t)n);
-}
-#define PUT(c, lit) put((c), (lit), sizeof(lit) - 1)
-
-/* More bytes into the buffer; false at end of stream. */
-static inline bool more(struct client *c)
-{
-    assert_true(c->len < sizeof c->buf);
-    ssize_t n = ivy_recv(c->fd, c->buf + c->len, sizeof c->buf - c->len);
-    assert_true(n >= 0);
-    c->len += (size_t)n;
-    return n > 0;
-}
-
-/* Date value and worker pid replaced by placeholders, in place; returns the new length. */
-static inline size_t normalise(char *s, size_t n)
-{
-    char pid[32];
-    int pl = snprintf(pid, sizeof pid, "-1/%d\r\n", (int)getpid());
-    for (size_t i = 0; i + 6 < n; i++) {
-        if (!memcmp(s + i, "\r\nDate: ", 8) && i + 8 + 29 <= n) {
-            memmove(s + i + 14, s + i + 37, n - i - 37);
-            memcpy(s + i + 8, "<date>", 6);
-            n -= 23;
-        } else if (!memcmp(s + i, pid, (size_t)pl)) {
-            memmove(s + i + 10, s + i + pl, n - i - (size_t)pl);
-            memcpy(s + i, "-1/<pid>\r\n", 10);
-            n = n + 10 - (size_t)pl;
-        }
-    }
-    return n;
-}
-
-/* The next complete response (head and, unless it answers a HEAD, Content-Length body),
- * normalised, NUL-terminated, in a buffer the caller frees; NULL if the stream ends first. */
-static inline char *read_response(struct client *c, bool head_only)
-{
-    char *end;
-    while (!(end = memmem(c->buf, c->len, "\r\n\r\n", 4)))
-        if (!more(c)) return NULL;
-    size_t head = (size_t)(end - c->buf) + 4, body = 0;
-    char *cl = memmem(c->buf, head, "\r\nContent-Length: ", 18);
-    if (cl && !head_only) body = strtoul(cl + 18, NULL, 10);
-    while (c->len < head + body)
-        if (!more(c)) return NULL;
-    char *r = malloc(head + body + 1);
-    memcpy(r, c->buf, head + body);
-    memmove(c->buf, c->buf + head + body, c->len - head - body);
-    c->len -= head + body;
-    r[normalise(r, head + body)] = 0;
-    return r;
-}
-
-static inline char *response(struct client *c)
-{
-    return read_response(c, false);
-}
-
-static inline void expect_reply(struct client *c, const char *want, bool head_only)
-{
-    char *r = read_response(c, head_only);
-    assert_non_null(r);
-    assert_string_equal(r, want);
-    free(r);
-}
-
-static inline void expect_eof(struct client *c)
-{
-    while (more(c)) {
-    }
-    assert_int_equal(c->len, 0);
-}
-
-static inline void expect_response(struct client *c, const char *want)
-{
-    expect_reply(c, want, false);
-}
-
-/* One request on a fresh connection, its response compared whole. */
-static inline void exchange(int port, const char *req, const char *want)
-{
-    struct client *c = client_new(port);
-    put(c, req, strlen(req));
-    expect_reply(c, want, !strncmp(req, "HEAD ", 5));
-    client_free(c);
-}
 
 /* ---- the server, and a client body run against it ----------------------------------------- */
 
