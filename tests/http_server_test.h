@@ -17,6 +17,10 @@
     "HTTP/1.1 200 OK\r\nServer: ivy\r\nDate: <date>\r\nContent-Type: " type "\r\n"                 \
     "Content-Length: " #len "\r\n" extra "\r\n"
 #define TEXT_200(len, extra) HEAD_200("text/plain", len, extra)
+/* The head of a text/plain 200, for printf with its length (a size_t). */
+#define TEXT_200_FMT                                                                               \
+    "HTTP/1.1 200 OK\r\nServer: ivy\r\nDate: <date>\r\nContent-Type: text/plain\r\n"               \
+    "Content-Length: %zu\r\n\r\n"
 
 struct serve_run {
     void (*client)(int port);

@@ -169,7 +169,7 @@ static int params(ivy_http_req *r, void *arg)
 static void expect_text(int port, const char *req, const char *body)
 {
     char want[1024];
-    snprintf(want, sizeof want, TEXT_200(% zu, ) "%s", strlen(body), body);
+    snprintf(want, sizeof want, TEXT_200_FMT "%s", strlen(body), body);
     exchange(port, req, want);
 }
 
@@ -252,7 +252,7 @@ static void peer_client(int port)
     assert_int_equal(getsockname(c->fd, (struct sockaddr *)&me, &len), 0);
     char body[64], want[256];
     int n = snprintf(body, sizeof body, "1 127.0.0.1:%d", ntohs(me.sin_port));
-    snprintf(want, sizeof want, TEXT_200(% d, ) "%s", n, body);
+    snprintf(want, sizeof want, TEXT_200_FMT "%s", (size_t)n, body);
     for (int i = 0; i < 2; i++) { /* asked again on the same connection */
         PUT(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n");
         expect_response(c, want);
@@ -360,7 +360,7 @@ static void expect_sum(struct client *c, const char *body, size_t len)
     char out[64], want[256];
     int on =
         snprintf(out, sizeof out, "%zu %016llx", len, (unsigned long long)fnv(FNV_INIT, body, len));
-    snprintf(want, sizeof want, TEXT_200(% d, ) "%s", on, out);
+    snprintf(want, sizeof want, TEXT_200_FMT "%s", (size_t)on, out);
     expect_response(c, want);
 }
 
