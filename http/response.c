@@ -205,15 +205,33 @@ static bool peer_gone(int rc)
            rc == -EBADF || rc == -ECANCELED;
 }
 
+/* The status that answers a handler's error (http.h): only the body's own errors name one;
+ * any other errno, -ENOTSUP included, is the handler's failure. */
+static int handler_status(int rc)
+{
+    switch (rc) {
+    case -EBADMSG:
+        return 400;
+    case -ETIMEDOUT:
+        return 408;
+    case -EFBIG:
+        return 413;
+    case -EMSGSIZE: /* chunked trailers above the head's limit */
+        return 431;
+    }
+    return 500;
+}
+
 int ivy__http_finish(ivy_http_req *r, int rc)
 {
     struct http_conn *c = r->c;
     bool fail = false;
     c->nreq++;
     if (rc < 0 && r->resp == RESP_NONE && !peer_gone(rc)) {
-        int status = rc == -ETIMEDOUT ? 408 : ivy_http_error_status(rc);
-        /* Only a handler's own failure leaves the request's framing intact. */
-        if (status != 500 || !r->body_end) r->close_after = true;
+        int status = handler_status(rc);
+        /* Only a handler's own failure leaves the request's framing intact; a body it did
+         * not read is read past below, as after any answer. */
+        if (status != 500) r->close_after = true;
         r->xh_len = 0;
         fail = ivy_http_error(r, status) < 0;
     } else if (rc < 0) {
@@ -222,8 +240,9 @@ int ivy__http_finish(ivy_http_req *r, int rc)
         fail = ivy_http_respond(r, 200, NULL, NULL, 0) < 0;
     }
     if (r->resp == RESP_STARTED) {
-        if (r->chunked_out)
-            fail |= ivy__http_out_put(c, "0\r\n\r\n", 5) < 0;
+        /* A failed chunked body gets no last chunk: the close must not look like its end. */
+        if (r->chunked_out && !fail)
+            fail = ivy__http_out_put(c, "0\r\n\r\n", 5) < 0;
         else if (r->out_left > 0 && !r->no_body)
             fail = true; /* shorter than declared */
         r->resp = RESP_DONE;

@@ -20,8 +20,9 @@
  * file region, spliced by the ring). The server writes Server, Date, Content-Length or
  * Transfer-Encoding, and Connection; it sends no body for HEAD. A handler returns 0, or a
  * negative errno: before anything was sent that is answered with its status (-EFBIG 413,
- * -EBADMSG 400, -ETIMEDOUT 408, anything else 500); after, the connection is closed, since its
- * framing is broken. A handler that returns 0 without answering sends 200 with an empty body.
+ * -EBADMSG 400, -ETIMEDOUT 408, -EMSGSIZE 431, anything else 500); after, the connection is
+ * closed, since its framing is broken (a chunked body is left without its last chunk). A handler
+ * that returns 0 without answering sends 200 with an empty body.
  *
  * Responses to requests that arrived together (pipelined) leave together, in one send, once
  * the last of them is answered; call ivy_http_flush before blocking for long, so that the
@@ -136,7 +137,8 @@ struct ivy_http_slice ivy_http_param(const ivy_http_req *r, const char *name);
  *   ivy_http_read: up to len bytes as they arrive, 0 at the end of the body.
  *   ivy_http_body: the whole body (up to body_limit: -EFBIG past it), *body valid until the
  *                  handler returns; its length.
- * Both: -EBADMSG for a malformed chunked body, -ETIMEDOUT when it stalls past request_timeout,
+ * Both: -EBADMSG for a malformed chunked body, -EMSGSIZE for its trailers above 8 KiB,
+ * -EFBIG for a chunked body past body_limit, -ETIMEDOUT when it stalls past request_timeout,
  * -ENODATA when the client closes before its end. Returning that error answers the request
  * with the matching status.
  */
