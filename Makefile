@@ -4,7 +4,7 @@
 # the ivy command (DESTDIR is honoured, for packaging).
 JOBS ?= $(shell nproc)
 PREFIX ?= /usr/local
-TEST_DEPS ?= wrk nginx-light
+TEST_DEPS ?= wrk nginx-light python3
 BENCH_DEPS ?= wrk nginx-light python3-gevent python3-eventlet libboost-context-dev
 
 .PHONY: all release debug test run bench deps clean format install
