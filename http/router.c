@@ -3,7 +3,7 @@
  * raw path. Routes are few and paths short, so matching is a scan over every route, keeping the
  * most specific match: per segment a literal beats {name}, which beats {name...}; then a method
  * beats none. A request no route matches is 404; one whose path matches routes of other
- * methods only is 405, with those methods in Allow.
+ * methods only is 405, with those methods in Allow (sorted).
  */
 #include "server_impl.h"
 
@@ -60,7 +60,7 @@ static enum seg_kind wildcard(const char *s, size_t n, struct ivy_http_slice *na
         k = SEG_REST;
         len -= 3;
     }
-    if (!len && k == SEG_PARAM) return 0;
+    if (!len) return 0; /* "{}", "{...}": a wildcard needs a name (a bare "/x/" is unnamed) */
     for (size_t i = 0; i < len; i++)
         if (!(p[i] == '_' || (p[i] >= '0' && p[i] <= '9') ||
               ((p[i] | 0x20) >= 'a' && (p[i] | 0x20) <= 'z')))
@@ -94,6 +94,10 @@ static int parse_pattern(struct route *rt, char *pat)
         }
         if (n && p[0] == '{') {
             if (!(s->kind = wildcard(p, n, &s->text))) return -EINVAL;
+            for (unsigned i = 0; s->kind != SEG_END && i + 1 < rt->nseg; i++)
+                if (rt->seg[i].kind != SEG_LIT && rt->seg[i].text.len == s->text.len &&
+                    !memcmp(rt->seg[i].text.p, s->text.p, s->text.len))
+                    return -EINVAL; /* the same name twice: ivy_http_param could see one */
             if ((s->kind == SEG_REST || s->kind == SEG_END) && !last) return -EINVAL;
         } else {
             if (!n || memchr(p, '{', n) || memchr(p, '}', n)) return -EINVAL;
@@ -193,52 +197,59 @@ matched:
     return true;
 }
 
-static bool method_matches(const struct route *rt, const ivy_http_req *r)
+/* How well rt's method fits r's: -1 not at all, 0 any method, 1 GET serving a HEAD, 2 the same
+ * method (so that "HEAD /x" wins a HEAD over "GET /x", whatever their order). */
+static int method_rank(const struct route *rt, const ivy_http_req *r)
 {
-    if (!rt->method.p) return true;
+    if (!rt->method.p) return 0;
     struct ivy_http_slice m = r->h.method;
-    if (rt->method.len == m.len && !memcmp(rt->method.p, m.p, m.len)) return true;
-    return r->h.method_id == IVY_HTTP_HEAD && rt->method.len == 3 &&
-           !memcmp(rt->method.p, "GET", 3);
+    if (rt->method.len == m.len && !memcmp(rt->method.p, m.p, m.len)) return 2;
+    return r->h.method_id == IVY_HTTP_HEAD && rt->method.len == 3 && !memcmp(rt->method.p, "GET", 3)
+               ? 1
+               : -1;
 }
 
-/* Whether score a (of na segments, method or not) is more specific than b. */
-static bool better(const uint8_t *a, unsigned na, bool ma, const uint8_t *b, unsigned nb, bool mb)
+/* Whether score a (of na segments, method rank ma) is more specific than b. */
+static bool better(const uint8_t *a, unsigned na, int ma, const uint8_t *b, unsigned nb, int mb)
 {
     for (unsigned i = 0; i < na && i < nb; i++)
         if (a[i] != b[i]) return a[i] > b[i];
     if (na != nb) return na > nb;
-    return ma && !mb;
+    return ma > mb;
 }
 
+static int by_name(const void *a, const void *b)
+{
+    const struct ivy_http_slice *x = a, *y = b;
+    int c = memcmp(x->p, y->p, x->len < y->len ? x->len : y->len);
+    return c ? c : (x->len > y->len) - (x->len < y->len);
+}
+
+/* 405, Allow listing the methods of the routes whose path matches, sorted (as Go does: the
+ * same whatever the order routes were added in), each once, HEAD with GET. */
 static int not_allowed(ivy_http_req *r, const ivy_http_router *rt)
 {
-    char allow[256];
-    size_t n = 0;
+    struct ivy_http_slice m[64];
+    unsigned nm = 0;
     uint8_t score[64];
-    for (unsigned i = 0; i < rt->n; i++) {
+    for (unsigned i = 0; i < rt->n && nm + 2 <= sizeof m / sizeof *m; i++) {
         const struct route *x = &rt->v[i];
         if (!x->method.p || x->nseg > sizeof score || !match(x, r->h.path, NULL, score)) continue;
-        bool get = x->method.len == 3 && !memcmp(x->method.p, "GET", 3);
-        struct ivy_http_slice m[2] = {x->method, {"HEAD", 4}};
-        for (int k = 0; k < 1 + get; k++) {
-            /* Once each, in route order. */
-            bool seen = false;
-            for (size_t j = 0; j < n && !seen;) {
-                size_t e = j;
-                while (e < n && allow[e] != ',')
-                    e++;
-                seen = e - j == m[k].len && !memcmp(allow + j, m[k].p, m[k].len);
-                j = e + 2;
-            }
-            if (seen || n + m[k].len + 2 >= sizeof allow) continue;
-            if (n) {
-                memcpy(allow + n, ", ", 2);
-                n += 2;
-            }
-            memcpy(allow + n, m[k].p, m[k].len);
-            n += m[k].len;
+        m[nm++] = x->method;
+        if (x->method.len == 3 && !memcmp(x->method.p, "GET", 3))
+            m[nm++] = (struct ivy_http_slice){"HEAD", 4};
+    }
+    qsort(m, nm, sizeof *m, by_name);
+    char allow[512];
+    size_t n = 0;
+    for (unsigned i = 0; i < nm; i++) {
+        if ((i && !by_name(&m[i - 1], &m[i])) || n + m[i].len + 2 >= sizeof allow) continue;
+        if (n) {
+            memcpy(allow + n, ", ", 2);
+            n += 2;
         }
+        memcpy(allow + n, m[i].p, m[i].len);
+        n += m[i].len;
     }
     allow[n] = 0;
     int rc = ivy_http_add_header(r, "Allow", allow);
@@ -251,14 +262,15 @@ int ivy_http_router_handler(ivy_http_req *r, void *arg)
     const struct route *best = NULL;
     uint8_t score[64], best_score[64];
     bool path_seen = false;
+    int rank, best_rank = -1;
     for (unsigned i = 0; i < rt->n; i++) {
         const struct route *x = &rt->v[i];
         if (x->nseg > sizeof score || !match(x, r->h.path, NULL, score)) continue;
         path_seen = true;
-        if (!method_matches(x, r)) continue;
-        if (best && !better(score, x->nseg, x->method.p, best_score, best->nseg, best->method.p))
-            continue;
+        if ((rank = method_rank(x, r)) < 0) continue;
+        if (best && !better(score, x->nseg, rank, best_score, best->nseg, best_rank)) continue;
         best = x;
+        best_rank = rank;
         memcpy(best_score, score, x->nseg);
     }
     if (!best) return path_seen ? not_allowed(r, rt) : ivy_http_error(r, 404);
