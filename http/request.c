@@ -144,6 +144,9 @@ int64_t ivy_http_content_length(const ivy_http_req *r)
 static int send_continue(ivy_http_req *r)
 {
     r->expect = false;
+    /* Once the final answer is out, an interim one would follow it: the client was told the
+     * connection closes, and may send the body or not. */
+    if (r->resp != RESP_NONE) return 0;
     int rc = ivy__http_out_put(r->c, IVY_HTTP_CONTINUE, sizeof IVY_HTTP_CONTINUE - 1);
     return rc < 0 ? rc : ivy__http_flush(r->c);
 }

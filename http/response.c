@@ -53,10 +53,12 @@ static int put_head(struct http_conn *c, ivy_http_req *r, int status, const char
     return 0;
 }
 
-static int begin(ivy_http_req *r, int status)
+static int begin(ivy_http_req *r, int status, const char *content_type)
 {
     if (r->resp != RESP_NONE) return -EALREADY;
     if (status < 200 || status > 999) return -EINVAL;
+    /* It goes into the head as it is: no CR or LF that would start a header of its own. */
+    if (content_type && strpbrk(content_type, "\r\n")) return -EINVAL;
     r->status = status;
     if (status == 204 || status == 304) r->no_body = true;
     return 0;
@@ -65,7 +67,7 @@ static int begin(ivy_http_req *r, int status)
 int ivy_http_respond(ivy_http_req *r, int status, const char *content_type, const void *body,
                      size_t len)
 {
-    int rc = begin(r, status);
+    int rc = begin(r, status, content_type);
     if (rc < 0) return rc;
     rc = put_head(r->c, r, status, content_type, len, NULL, keep_alive(r), r->h.version_minor);
     if (rc < 0) return rc;
@@ -92,7 +94,7 @@ int ivy__http_error_close(struct http_conn *c, int status)
 
 int ivy_http_start(ivy_http_req *r, int status, const char *content_type, int64_t length)
 {
-    int rc = begin(r, status);
+    int rc = begin(r, status, content_type);
     if (rc < 0) return rc;
     const char *framing = NULL;
     size_t clen = length >= 0 ? (size_t)length : IVY_HTTP_NO_LENGTH;

@@ -541,6 +541,30 @@ static void continue_late(int port)
 
 HTTP_TEST(continue_is_sent_only_when_the_handler_reads, continue_late, .handler = late_reader)
 
+/* Answers first, then reads: no 100 Continue may follow the final answer. */
+static int answer_then_read(ivy_http_req *r, void *arg)
+{
+    (void)arg;
+    assert_int_equal(ivy_http_respond(r, 200, "text/plain", "early", 5), 0);
+    assert_int_equal(ivy_http_flush(r), 0);
+    const char *b;
+    last_rc = ivy_http_body(r, &b); /* the client sends it anyway */
+    return 0;
+}
+
+static void answered_first(int port)
+{
+    struct client *c = client_new(port);
+    PUT(c, "POST /c HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
+    expect_response(c, TEXT_200(5, "Connection: close\r\n") "early");
+    PUT(c, "hello");
+    expect_eof(c);
+    client_free(c);
+    assert_int_equal(last_rc, 5);
+}
+
+HTTP_TEST(no_continue_follows_a_final_answer, answered_first, .handler = answer_then_read)
+
 /* ---- clients that leave or stall mid-body --------------------------------------------------- */
 
 static int stream_or_whole(ivy_http_req *r, void *arg)
@@ -658,6 +682,7 @@ int main(void)
         cmocka_unit_test(bodies_past_the_limit_are_413),
         cmocka_unit_test(an_unread_body_is_skipped_or_never_invited),
         cmocka_unit_test(continue_is_sent_only_when_the_handler_reads),
+        cmocka_unit_test(no_continue_follows_a_final_answer),
         cmocka_unit_test(a_client_leaving_mid_body_is_ENODATA),
         cmocka_unit_test(a_stalled_body_is_408),
         cmocka_unit_test(curl_uploads_ten_mebibytes_with_their_checksum),

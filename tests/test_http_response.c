@@ -46,6 +46,11 @@ static int respond(ivy_http_req *r, void *arg)
     RC(ivy_http_error(r, 99));
     RC(ivy_http_start(r, 101, NULL, -1));
     RC(ivy_http_write(r, "x", 1)); /* nothing started */
+    RC(ivy_http_respond(r, 200, "text/plain\r\nEvil: 1", NULL, 0));
+    RC(ivy_http_start(r, 200, "text/plain\nEvil: 1", -1));
+    static char big[9000];
+    memset(big, 'b', sizeof big - 1);
+    RC(ivy_http_add_header(r, "X-Big", big));
     RC(ivy_http_respond(r, 200, "text/plain", "ok", 2));
     RC(ivy_http_respond(r, 200, "text/plain", "ok", 2));
     RC(ivy_http_error(r, 500));
@@ -60,9 +65,9 @@ static int respond(ivy_http_req *r, void *arg)
 static void respond_client(int port)
 {
     exchange(port, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", TEXT_200(2, ) "ok");
-    const int want[] = {-EINVAL,   -EINVAL,   -EINVAL, -EINVAL,   -EINVAL,   -EINVAL,
-                        -EINVAL,   -EINVAL,   0,       -EALREADY, -EALREADY, -EALREADY,
-                        -EALREADY, -EALREADY, -EINVAL, 0};
+    const int want[] = {-EINVAL,   -EINVAL,   -EINVAL,   -EINVAL, -EINVAL, -EINVAL,   -EINVAL,
+                        -EINVAL,   -EINVAL,   -EINVAL,   -E2BIG,  0,       -EALREADY, -EALREADY,
+                        -EALREADY, -EALREADY, -EALREADY, -EINVAL, 0};
     expect_rcs(want, sizeof want / sizeof *want);
     exchange(port, "GET /999 HTTP/1.1\r\nHost: a\r\n\r\n",
              "HTTP/1.1 999 \r\nServer: ivy\r\nDate: <date>\r\nContent-Length: 1\r\n\r\nx");

@@ -151,13 +151,15 @@ ssize_t ivy_http_body(ivy_http_req *r, const char **body);
 /*
  * Adds a response header, before the response starts (-EALREADY after). name and value are
  * copied; CR, LF or NUL in either is -EINVAL, as are the headers the server writes itself
- * (Content-Length, Transfer-Encoding, Date, Server). "Connection: close" is honoured: the
- * connection closes after this response.
+ * (Content-Length, Transfer-Encoding, Date, Server) and Connection with any value but "close":
+ * "Connection: close" is honoured, the connection closes after this response. -E2BIG past
+ * 8 KiB of added headers.
  */
 int ivy_http_add_header(ivy_http_req *r, const char *name, const char *value);
 
 /* The whole response: status (100..999, not 1xx), content type (or NULL), body. 0 or -errno;
- * -EALREADY if a response was started, -EINVAL for a bad status. */
+ * -EALREADY if a response was started, -EINVAL for a bad status or a CR or LF in the content
+ * type (as in ivy_http_start and ivy_http_sendfile). */
 int ivy_http_respond(ivy_http_req *r, int status, const char *content_type, const void *body,
                      size_t len);
 /* A canned error response, "<status> <reason>\n" as text/plain. */
@@ -199,7 +201,7 @@ int ivy_http_router_handler(ivy_http_req *r, void *rt);
 
 /* This thread's servers (a cluster worker's own), since the thread started serving. */
 struct ivy_http_stats {
-    uint64_t requests, errors; /* answered; of them with a 4xx/5xx the server chose */
+    uint64_t requests, errors; /* answered; of them with a status of 400 or more */
     uint64_t conns_open, conns_total, bytes_in, bytes_out;
     uint64_t buffers_held; /* input and output buffers held by connections */
 };
