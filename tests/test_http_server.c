@@ -279,6 +279,49 @@ static void python_client(int port)
 HTTP_TEST_NEEDS("python3", python_pipelines_and_hostile_requests, python_client,
                 .handler = python_handler)
 
+/* ---- handlers block: offload, sockets ---------------------------------------------------- */
+
+static void *square(void *arg)
+{
+    return (void *)((intptr_t)arg * (intptr_t)arg); /* in an offload thread */
+}
+
+static int server_port;
+
+static int blocking(ivy_http_req *r, void *arg)
+{
+    char out[64];
+    int n;
+    if (is(r, "/offload")) {
+        void *res = NULL;
+        assert_int_equal(ivy_offload(square, (void *)(intptr_t)7, &res), 0);
+        n = snprintf(out, sizeof out, "%d", (int)(intptr_t)res);
+    } else if (is(r, "/proxy")) {
+        /* A request of our own, to this very server, from inside a handler. */
+        struct client *up = client_new(server_port);
+        PUT(up, "GET /a HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+        n = (int)read_to_eof(up) > 0
+                ? snprintf(out, sizeof out, "upstream said %.2s", up->buf + up->len - 2)
+                : 0;
+        client_free(up);
+    } else {
+        return hello(r, arg);
+    }
+    return ivy_http_respond(r, 200, "text/plain", out, (size_t)n);
+}
+
+static void blocking_client(int port)
+{
+    server_port = port;
+    struct client *c = client_new(port);
+    PUT(c, "GET /offload HTTP/1.1\r\nHost: a\r\n\r\nGET /proxy HTTP/1.1\r\nHost: a\r\n\r\n");
+    expect_response(c, TEXT_200(2, ) "49");
+    expect_response(c, TEXT_200(16, ) "upstream said hi");
+    client_free(c);
+}
+
+HTTP_TEST(handlers_may_block_on_offload_and_sockets, blocking_client, .handler = blocking)
+
 /* ---- ivy_http_stats ------------------------------------------------------------------------ */
 
 static struct ivy_http_stats before;
@@ -357,6 +400,7 @@ int main(void)
         cmocka_unit_test(serve_returns_once_its_connections_end),
         cmocka_unit_test(flush_sends_earlier_pipelined_answers_first),
         cmocka_unit_test(python_pipelines_and_hostile_requests),
+        cmocka_unit_test(handlers_may_block_on_offload_and_sockets),
         cmocka_unit_test(stats_count_requests_errors_and_bytes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
