@@ -73,19 +73,34 @@ ssize_t ivy_http_unescape(struct ivy_http_slice s, bool plus, char *buf, size_t 
     return (ssize_t)n;
 }
 
+/* Whether the encoded key k decodes to name: compared as it decodes, so any length matches. */
+static bool key_is(struct ivy_http_slice k, const char *name)
+{
+    size_t i = 0;
+    for (size_t j = 0; j < k.len; j++, i++) {
+        char ch = k.p[j];
+        if (ch == '%') {
+            int hi = j + 2 < k.len ? hexval(k.p[j + 1]) : -1, lo = hi < 0 ? -1 : hexval(k.p[j + 2]);
+            if (lo < 0) return false;
+            ch = (char)(hi << 4 | lo);
+            j += 2;
+        } else if (ch == '+') {
+            ch = ' ';
+        }
+        if (!ch || name[i] != ch) return false;
+    }
+    return !name[i];
+}
+
 ssize_t ivy_http_query_param(const ivy_http_req *r, const char *name, char *buf, size_t cap)
 {
     const char *q = r->h.query.p, *end = q + r->h.query.len;
-    size_t nlen = strlen(name);
-    char key[256];
     while (q && q < end) {
         const char *amp = memchr(q, '&', (size_t)(end - q));
         const char *stop = amp ? amp : end;
         const char *eq = memchr(q, '=', (size_t)(stop - q));
         const char *kend = eq ? eq : stop;
-        struct ivy_http_slice k = {q, (size_t)(kend - q)};
-        ssize_t kl = ivy_http_unescape(k, true, key, sizeof key);
-        if (kl == (ssize_t)nlen && !memcmp(key, name, nlen)) {
+        if (key_is((struct ivy_http_slice){q, (size_t)(kend - q)}, name)) {
             struct ivy_http_slice v = {eq ? eq + 1 : stop, eq ? (size_t)(stop - eq - 1) : 0};
             return ivy_http_unescape(v, true, buf, cap);
         }

@@ -160,6 +160,13 @@ static int params(ivy_http_req *r, void *arg)
         assert_int_equal(ivy_http_query_param(r, "a", v, 0), -ENOSPC);
         assert_int_equal(ivy_http_query_param(r, "a", v, 6), 5);
         assert_string_equal(v, "1+2 3");
+        char longer[301];
+        memset(longer, 'k', 300);
+        longer[300] = 0;
+        assert_int_equal(ivy_http_query_param(r, longer, v, sizeof v), 4); /* any length */
+        assert_string_equal(v, "long");
+        longer[299] = 0;
+        assert_int_equal(ivy_http_query_param(r, longer, v, sizeof v), -ENOENT);
     }
     assert_int_equal(ivy_http_query_param(r, "missing", v, 0), -ENOENT);
     return ivy_http_respond(r, 200, "text/plain", out, n);
@@ -174,9 +181,15 @@ static void expect_text(int port, const char *req, const char *body)
 
 static void query(int port)
 {
-    expect_text(port,
-                "GET /q?a=1%2B2+3&b=x&a=second&empty=&flag&sp+ace=%41&x%2By=%3D&=anon&&A HTTP/1.1"
-                "\r\nHost: a\r\n\r\n",
+    char req[1024];
+    snprintf(
+        req, sizeof req,
+        "GET /q?a=1%%2B2+3&b=x&a=second&empty=&flag&sp+ace=%%41&x%%2By=%%3D&=anon&&A&%0300d=long"
+        " HTTP/1.1\r\nHost: a\r\n\r\n",
+        0);
+    for (char *p = strstr(req, "&000"); *++p == '0';)
+        *p = 'k';
+    expect_text(port, req,
                 "a=[1+2 3]\nb=[x]\nempty=[]\nflag=[]\nsp ace=[A]\nx+y=[=]\nmissing=-2\nA=[]\n"
                 "=[anon]\n");
     /* Without a query, and with an empty one, every name is absent. */

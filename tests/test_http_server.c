@@ -219,6 +219,8 @@ static const char python_script[] =
     "                   b'\\r\\nffffffffffffffffff\\r\\n'),\n"
     "    ('headers', b'GET / HTTP/1.1\\r\\nHost: p\\r\\n' + b'X: y\\r\\n' * 120 + b'\\r\\n'),\n"
     "    ('version', b'GET / HTTP/1.2\\r\\nHost: p\\r\\n\\r\\n'),\n"
+    "    ('trailers', b'POST /echo HTTP/1.1\\r\\nHost: p\\r\\nTransfer-Encoding: chunked\\r\\n'\n"
+    "                 b'\\r\\n0\\r\\nX: ' + b'a' * 9000 + b'\\r\\n\\r\\n'),\n"
     "]\n"
     "for name, req in hostile:\n"
     "    s = connect()\n"
@@ -256,6 +258,8 @@ static const char python_want[] =
     "b'431 Request Header Fields Too Large\\n'\nthen b''\n"
     "version GET 505 HTTP Version Not Supported 31 None close "
     "b'505 HTTP Version Not Supported\\n'\nthen b''\n"
+    "trailers GET 431 Request Header Fields Too Large 36 None close "
+    "b'431 Request Header Fields Too Large\\n'\nthen b''\n"
     "GET 200 OK 6 None close b'/still'\n"
     "then b''\n";
 
