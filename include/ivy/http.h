@@ -185,9 +185,11 @@ int ivy_http_flush(ivy_http_req *r);
 
 /*
  * Go 1.22 ServeMux patterns: "[METHOD ]/path", whose segments are literal, "{name}" (one
- * segment) or, last, "{name...}" (the rest of the path, possibly empty); "/x/" is "/x/{...}".
+ * segment) or, last, "{name...}" (the rest of the path, possibly empty); "/x/" matches as
+ * "/x/{rest...}" does, naming nothing. A name is letters, digits and '_', once per pattern.
  * The most specific pattern wins (a literal segment over {name} over {name...}, a method over
- * none); GET also matches HEAD. No match: 404; the path matches, the method not: 405 with Allow.
+ * none); GET also matches HEAD (a HEAD route wins over it). No match: 404; the path matches,
+ * the method not: 405 with Allow, the methods sorted.
  */
 typedef struct ivy_http_router ivy_http_router;
 ivy_http_router *ivy_http_router_new(void); /* NULL + errno */
