@@ -283,6 +283,35 @@ static void python_client(int port)
 HTTP_TEST_NEEDS("python3", python_pipelines_and_hostile_requests, python_client,
                 .handler = python_handler)
 
+/* ---- a parked connection (quiet past the hot wait: no thread, no buffer) wakes whole ---- */
+
+static void parked_client(int port)
+{
+    struct client *c = client_new(port);
+    PUT(c, "GET /first HTTP/1.1\r\nHost: a\r\n\r\n");
+    expect_response(c, TEXT_200(6, ) "/first");
+    ivy_sleep(1.2); /* parked */
+    PUT(c, "GET /sp");
+    ivy_sleep(0.02); /* a head split across the wake-up */
+    PUT(c, "lit HTTP/1.1\r\nHost: a\r\n\r\n");
+    expect_response(c, TEXT_200(6, ) "/split");
+    ivy_sleep(1.2);
+    PUT(c, "POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
+           "Expect: 100-continue\r\n\r\n");
+    while (c->len < 25)
+        assert_true(more(c));
+    assert_memory_equal(c->buf, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    c->len -= 25;
+    memmove(c->buf, c->buf + 25, c->len);
+    PUT(c, "5\r\nhello\r\n0\r\n\r\nGET /after HTTP/1.1\r\nHost: a\r\n\r\n");
+    expect_response(c, TEXT_200(5, ) "hello");
+    expect_response(c, TEXT_200(6, ) "/after");
+    client_free(c);
+}
+
+HTTP_TEST(a_parked_connection_wakes_to_split_heads_and_bodies, parked_client,
+          .handler = python_handler)
+
 /* ---- handlers block: offload, sockets ---------------------------------------------------- */
 
 static void *square(void *arg)
@@ -404,6 +433,7 @@ int main(void)
         cmocka_unit_test(serve_returns_once_its_connections_end),
         cmocka_unit_test(flush_sends_earlier_pipelined_answers_first),
         cmocka_unit_test(python_pipelines_and_hostile_requests),
+        cmocka_unit_test(a_parked_connection_wakes_to_split_heads_and_bodies),
         cmocka_unit_test(handlers_may_block_on_offload_and_sockets),
         cmocka_unit_test(stats_count_requests_errors_and_bytes),
     };
