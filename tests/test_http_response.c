@@ -356,6 +356,42 @@ static void sendfile_client(int port)
 
 HTTP_TEST(sendfile_sends_file_regions_exactly, sendfile_client, .handler = sendfile_handler)
 
+/* A client that never reads a file: the send timeout abandons it, others are served. */
+static ivy_event *file_done;
+static int file_rc;
+
+static int sendfile_recorded(ivy_http_req *r, void *arg)
+{
+    if (!is(r, "/all")) return sendfile_handler(r, arg);
+    file_rc = sendfile_handler(r, arg);
+    ivy_event_set(file_done);
+    return file_rc;
+}
+
+static void sendfile_stalled(int port)
+{
+    file_bytes();
+    file_done = ivy_event_new();
+    struct client *c = client_new(port);
+    int small = 4096;
+    assert_int_equal(setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
+    PUT(c, "GET /all HTTP/1.1\r\nHost: a\r\n\r\n");
+    while (!ivy_event_is_set(file_done)) /* meanwhile another client is answered */
+        exchange(port, "GET /bad HTTP/1.1\r\nHost: a\r\n\r\n",
+                 "HTTP/1.1 200 OK\r\nServer: ivy\r\nDate: <date>\r\nContent-Length: 5\r\n\r\n"
+                 "after");
+    assert_int_equal(file_rc, -ETIMEDOUT);
+    /* A reset: what the kernel still holds for us would take long to drain at this window. */
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    client_free(c);
+    ivy_event_free(file_done);
+    file_done = NULL;
+}
+
+HTTP_TEST(sendfile_to_a_client_that_never_reads_is_abandoned, sendfile_stalled,
+          .handler = sendfile_recorded, .send_timeout = 0.3)
+
 /* ---- what the server does once the handler returns ---------------------------------------- */
 
 static int failing(ivy_http_req *r, void *arg)
@@ -524,6 +560,7 @@ int main(void)
         cmocka_unit_test(streamed_bodies_are_chunked_delimited_or_of_their_length),
         cmocka_unit_test(head_204_and_304_have_no_body),
         cmocka_unit_test(sendfile_sends_file_regions_exactly),
+        cmocka_unit_test(sendfile_to_a_client_that_never_reads_is_abandoned),
         cmocka_unit_test(handler_errors_are_answered_or_close_the_connection),
         cmocka_unit_test(the_headers_option_is_on_every_response),
         cmocka_unit_test(curl_streams_a_chunked_download_and_heads_it),
