@@ -7,6 +7,7 @@
 #include "ivy/http.h"
 #include "ivy/hub.h"
 #include "ivy/offload.h"
+#include "ivy/poll.h"
 #include "ivy/socket.h"
 #include "ivy/sync.h"
 #include "ivy/version.h"
