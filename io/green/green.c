@@ -30,8 +30,9 @@ const struct ivy__green_ops *ivy__green_ops;
 void ivy__green_bind(void *const *current, const struct ivy__green_ops *ops)
 {
     if (ops && (ops->abi != IVY_GREEN_ABI || ops->size < sizeof *ops)) {
-        fprintf(stderr, "ivy: green libc: the program's ivy speaks another interface (%u); "
-                        "its calls stay libc's\n",
+        fprintf(stderr,
+                "ivy: green libc: the program's ivy speaks another interface (%u); "
+                "its calls stay libc's\n",
                 ops->abi);
         return;
     }
@@ -86,7 +87,7 @@ GREEN_REAL(accept4)
 GREEN_REAL(close)
 
 #define NOT_SOCKET (-2) /* a transfer's answer for a descriptor that is not a socket */
-#define UNREAD (-2)     /* a deadline not read from the socket yet */
+#define UNREAD     (-2) /* a deadline not read from the socket yet */
 
 /*
  * Waits until fd is ready for ev, within the socket's timeout opt (read on the first wait):
@@ -175,7 +176,8 @@ static ssize_t sock_out(int fd, struct msghdr *m, int flags, bool any_fd)
 /* read/readv/write/writev on a descriptor that is not a socket. */
 static ssize_t file_io(int fd, const struct iovec *iov, int cnt, bool write)
 {
-    if (ivy__green_nonblocking(fd)) return write ? REAL(writev)(fd, iov, cnt) : REAL(readv)(fd, iov, cnt);
+    if (ivy__green_nonblocking(fd))
+        return write ? REAL(writev)(fd, iov, cnt) : REAL(readv)(fd, iov, cnt);
     return green_ret(ivy__green_ops->rw(fd, iov, cnt, write));
 }
 
@@ -197,26 +199,35 @@ static void iov_free(struct iov_copy *c)
     if (c->v != c->local) free(c->v);
 }
 
-ssize_t read(int fd, void *buf, size_t n)
+static __attribute__((noinline)) ssize_t g_read(int fd, void *buf, size_t n)
 {
-    if (!green_here()) return REAL(read)(fd, buf, n);
     struct iovec v = {buf, n};
     struct msghdr m = {.msg_iov = &v, .msg_iovlen = 1};
     ssize_t rc = sock_in(fd, &m, 0, true);
     return rc != NOT_SOCKET ? rc : file_io(fd, &v, 1, false);
 }
 
-ssize_t readv(int fd, const struct iovec *iov, int cnt)
+ssize_t read(int fd, void *buf, size_t n)
 {
-    if (!green_here() || cnt < 0 || cnt > IOV_MAX) return REAL(readv)(fd, iov, cnt);
+    if (!green_here()) return REAL(read)(fd, buf, n);
+    return g_read(fd, buf, n);
+}
+
+static __attribute__((noinline)) ssize_t g_readv(int fd, const struct iovec *iov, int cnt)
+{
     struct msghdr m = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)cnt};
     ssize_t rc = sock_in(fd, &m, 0, true);
     return rc != NOT_SOCKET ? rc : file_io(fd, iov, cnt, false);
 }
 
-ssize_t recv(int fd, void *buf, size_t n, int flags)
+ssize_t readv(int fd, const struct iovec *iov, int cnt)
 {
-    if (!green_here()) return REAL(recv)(fd, buf, n, flags);
+    if (!green_here() || cnt < 0 || cnt > IOV_MAX) return REAL(readv)(fd, iov, cnt);
+    return g_readv(fd, iov, cnt);
+}
+
+static __attribute__((noinline)) ssize_t g_recv(int fd, void *buf, size_t n, int flags)
+{
     size_t got = 0;
     do { /* MSG_WAITALL on a blocking socket: until n bytes, end of stream or an error */
         struct iovec v = {(char *)buf + got, n - got};
@@ -229,22 +240,39 @@ ssize_t recv(int fd, void *buf, size_t n, int flags)
     return (ssize_t)got;
 }
 
-ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *addr, socklen_t *alen)
+ssize_t recv(int fd, void *buf, size_t n, int flags)
 {
-    if (!green_here()) return REAL(recvfrom)(fd, buf, n, flags, addr, alen);
+    if (!green_here()) return REAL(recv)(fd, buf, n, flags);
+    return g_recv(fd, buf, n, flags);
+}
+
+static __attribute__((noinline)) ssize_t g_recvfrom(int fd, void *buf, size_t n, int flags,
+                                                    struct sockaddr *addr, socklen_t *alen)
+{
     struct iovec v = {buf, n};
-    struct msghdr m = {.msg_iov = &v, .msg_iovlen = 1, .msg_name = addr,
-                       .msg_namelen = addr && alen ? *alen : 0};
+    struct msghdr m = {
+        .msg_iov = &v, .msg_iovlen = 1, .msg_name = addr, .msg_namelen = addr && alen ? *alen : 0};
     if (!addr) return sock_in(fd, &m, flags, false);
     ssize_t rc = sock_in(fd, &m, flags, false);
     if (rc >= 0 && alen) *alen = m.msg_namelen;
     return rc;
 }
 
+ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *addr, socklen_t *alen)
+{
+    if (!green_here()) return REAL(recvfrom)(fd, buf, n, flags, addr, alen);
+    return g_recvfrom(fd, buf, n, flags, addr, alen);
+}
+
+static __attribute__((noinline)) ssize_t g_recvmsg(int fd, struct msghdr *msg, int flags)
+{
+    return sock_in(fd, msg, flags, false);
+}
+
 ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 {
     if (!green_here()) return REAL(recvmsg)(fd, msg, flags);
-    return sock_in(fd, msg, flags, false);
+    return g_recvmsg(fd, msg, flags);
 }
 
 /* write/writev/send/sendto/sendmsg: one path over a copy of the iovecs. */
@@ -262,26 +290,50 @@ static ssize_t out(int fd, const struct msghdr *msg, int flags, bool any_fd)
     return rc;
 }
 
+static __attribute__((noinline)) ssize_t g_write(int fd, const void *buf, size_t n)
+{
+    struct iovec v = {(void *)buf, n};
+    struct msghdr m = {.msg_iov = &v, .msg_iovlen = 1};
+    return out(fd, &m, 0, true);
+}
+
 ssize_t write(int fd, const void *buf, size_t n)
 {
     if (!green_here()) return REAL(write)(fd, buf, n);
-    struct iovec v = {(void *)buf, n};
-    struct msghdr m = {.msg_iov = &v, .msg_iovlen = 1};
+    return g_write(fd, buf, n);
+}
+
+static __attribute__((noinline)) ssize_t g_writev(int fd, const struct iovec *iov, int cnt)
+{
+    struct msghdr m = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)cnt};
     return out(fd, &m, 0, true);
 }
 
 ssize_t writev(int fd, const struct iovec *iov, int cnt)
 {
     if (!green_here() || cnt < 0 || cnt > IOV_MAX) return REAL(writev)(fd, iov, cnt);
-    struct msghdr m = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)cnt};
-    return out(fd, &m, 0, true);
+    return g_writev(fd, iov, cnt);
+}
+
+static __attribute__((noinline)) ssize_t g_send(int fd, const void *buf, size_t n, int flags)
+{
+    struct iovec v = {(void *)buf, n};
+    struct msghdr m = {.msg_iov = &v, .msg_iovlen = 1};
+    return out(fd, &m, flags, false);
 }
 
 ssize_t send(int fd, const void *buf, size_t n, int flags)
 {
     if (!green_here()) return REAL(send)(fd, buf, n, flags);
+    return g_send(fd, buf, n, flags);
+}
+
+static __attribute__((noinline)) ssize_t g_sendto(int fd, const void *buf, size_t n, int flags,
+                                                  const struct sockaddr *to, socklen_t tolen)
+{
     struct iovec v = {(void *)buf, n};
-    struct msghdr m = {.msg_iov = &v, .msg_iovlen = 1};
+    struct msghdr m = {
+        .msg_iov = &v, .msg_iovlen = 1, .msg_name = (void *)to, .msg_namelen = tolen};
     return out(fd, &m, flags, false);
 }
 
@@ -289,15 +341,18 @@ ssize_t sendto(int fd, const void *buf, size_t n, int flags, const struct sockad
                socklen_t tolen)
 {
     if (!green_here()) return REAL(sendto)(fd, buf, n, flags, to, tolen);
-    struct iovec v = {(void *)buf, n};
-    struct msghdr m = {.msg_iov = &v, .msg_iovlen = 1, .msg_name = (void *)to, .msg_namelen = tolen};
-    return out(fd, &m, flags, false);
+    return g_sendto(fd, buf, n, flags, to, tolen);
+}
+
+static __attribute__((noinline)) ssize_t g_sendmsg(int fd, const struct msghdr *msg, int flags)
+{
+    return out(fd, msg, flags, false);
 }
 
 ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 {
     if (!green_here()) return REAL(sendmsg)(fd, msg, flags);
-    return out(fd, msg, flags, false);
+    return g_sendmsg(fd, msg, flags);
 }
 
 /* A socket timeout's time left, for the ring's connect and accept: -1 none, else >= 0. */
@@ -309,22 +364,38 @@ static int64_t time_left(int fd, int opt)
     return left > 0 ? left : 0;
 }
 
+static __attribute__((noinline)) int g_connect(int fd, const struct sockaddr *sa, socklen_t len)
+{
+    return (int)green_ret(ivy__green_ops->connect(fd, sa, len, time_left(fd, SO_SNDTIMEO)));
+}
+
 int connect(int fd, const struct sockaddr *sa, socklen_t len)
 {
     if (!green_here() || ivy__green_nonblocking(fd)) return REAL(connect)(fd, sa, len);
-    return (int)green_ret(ivy__green_ops->connect(fd, sa, len, time_left(fd, SO_SNDTIMEO)));
+    return g_connect(fd, sa, len);
+}
+
+static __attribute__((noinline)) int g_accept4(int fd, struct sockaddr *sa, socklen_t *len,
+                                               int flags)
+{
+    return (int)green_ret(ivy__green_ops->accept(fd, sa, len, flags, time_left(fd, SO_RCVTIMEO)));
 }
 
 int accept4(int fd, struct sockaddr *sa, socklen_t *len, int flags)
 {
     if (!green_here() || ivy__green_nonblocking(fd)) return REAL(accept4)(fd, sa, len, flags);
-    return (int)green_ret(ivy__green_ops->accept(fd, sa, len, flags, time_left(fd, SO_RCVTIMEO)));
+    return g_accept4(fd, sa, len, flags);
+}
+
+static __attribute__((noinline)) int g_accept(int fd, struct sockaddr *sa, socklen_t *len)
+{
+    return accept4(fd, sa, len, 0);
 }
 
 int accept(int fd, struct sockaddr *sa, socklen_t *len)
 {
     if (!green_here() || ivy__green_nonblocking(fd)) return REAL(accept)(fd, sa, len);
-    return accept4(fd, sa, len, 0);
+    return g_accept(fd, sa, len);
 }
 
 int close(int fd)

@@ -42,10 +42,10 @@ static void gai_release(void *arg, void *result)
     free(j);
 }
 
-int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
-                struct addrinfo **res)
+static __attribute__((noinline)) int g_getaddrinfo(const char *node, const char *service,
+                                                   const struct addrinfo *hints,
+                                                   struct addrinfo **res)
 {
-    if (!green_here()) return REAL(getaddrinfo)(node, service, hints, res);
     size_t nl = node ? strlen(node) + 1 : 0, sl = service ? strlen(service) + 1 : 0;
     struct gai_job *j = calloc(1, sizeof *j + nl + sl);
     if (!j) return EAI_MEMORY;
@@ -70,6 +70,13 @@ int getaddrinfo(const char *node, const char *service, const struct addrinfo *hi
     if (rc == EAI_SYSTEM) errno = j->err;
     free(j);
     return rc;
+}
+
+int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
+                struct addrinfo **res)
+{
+    if (!green_here()) return REAL(getaddrinfo)(node, service, hints, res);
+    return g_getaddrinfo(node, service, hints, res);
 }
 
 struct ghbn_job {
@@ -107,10 +114,10 @@ static void rebase_list(const struct ghbn_job *j, char *buf, char ***list)
         *e = rebase(j, buf, *e);
 }
 
-int gethostbyname_r(const char *name, struct hostent *ret, char *buf, size_t buflen,
-                    struct hostent **result, int *h_errnop)
+static __attribute__((noinline)) int g_gethostbyname_r(const char *name, struct hostent *ret,
+                                                       char *buf, size_t buflen,
+                                                       struct hostent **result, int *h_errnop)
 {
-    if (!green_here() || !name) return REAL(gethostbyname_r)(name, ret, buf, buflen, result, h_errnop);
     size_t nl = strlen(name) + 1;
     *result = NULL;
     struct ghbn_job *j = malloc(sizeof *j + nl + buflen);
@@ -143,6 +150,14 @@ int gethostbyname_r(const char *name, struct hostent *ret, char *buf, size_t buf
     return rc;
 }
 
+int gethostbyname_r(const char *name, struct hostent *ret, char *buf, size_t buflen,
+                    struct hostent **result, int *h_errnop)
+{
+    if (!green_here() || !name)
+        return REAL(gethostbyname_r)(name, ret, buf, buflen, result, h_errnop);
+    return g_gethostbyname_r(name, ret, buf, buflen, result, h_errnop);
+}
+
 /* libc's is not reentrant either: one answer per OS thread, overwritten by the next call. */
 static __thread struct {
     struct hostent he;
@@ -150,9 +165,8 @@ static __thread struct {
     size_t len;
 } ghbn;
 
-struct hostent *gethostbyname(const char *name)
+static __attribute__((noinline)) struct hostent *g_gethostbyname(const char *name)
 {
-    if (!green_here() || !name) return REAL(gethostbyname)(name);
     struct hostent *res;
     int herr, rc;
     for (;;) {
@@ -173,4 +187,10 @@ struct hostent *gethostbyname(const char *name)
     h_errno = herr;
     if (rc) errno = rc;
     return res;
+}
+
+struct hostent *gethostbyname(const char *name)
+{
+    if (!green_here() || !name) return REAL(gethostbyname)(name);
+    return g_gethostbyname(name);
 }

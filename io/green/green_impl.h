@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define GREEN_HIDDEN __attribute__((visibility("hidden")))
+#define GREEN_HIDDEN      __attribute__((visibility("hidden")))
 #define GREEN_UNLIKELY(x) __builtin_expect(!!(x), 0)
 
 /* &hub->current of this thread's hub, NULL without one. initial-exec: a %fs-relative load. */

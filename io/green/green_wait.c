@@ -38,10 +38,15 @@ static int green_poll(struct pollfd *fds, nfds_t n, int64_t timeout_ns)
     return (int)green_ret(ivy__green_ops->poll(fds, (unsigned)n, timeout_ns));
 }
 
+static __attribute__((noinline)) int g_poll(struct pollfd *fds, nfds_t n, int timeout_ms)
+{
+    return green_poll(fds, n, timeout_ms < 0 ? -1 : (int64_t)timeout_ms * 1000000);
+}
+
 int poll(struct pollfd *fds, nfds_t n, int timeout_ms)
 {
     if (!green_here() || timeout_ms == 0) return REAL(poll)(fds, n, timeout_ms);
-    return green_poll(fds, n, timeout_ms < 0 ? -1 : (int64_t)timeout_ms * 1000000);
+    return g_poll(fds, n, timeout_ms);
 }
 
 static bool bad_timespec(const struct timespec *ts)
@@ -49,11 +54,17 @@ static bool bad_timespec(const struct timespec *ts)
     return ts && (ts->tv_sec < 0 || ts->tv_nsec < 0 || ts->tv_nsec >= NS);
 }
 
+static __attribute__((noinline)) int g_ppoll(struct pollfd *fds, nfds_t n,
+                                             const struct timespec *ts, const sigset_t *mask)
+{
+    return green_poll(fds, n, ts ? ts->tv_sec * NS + ts->tv_nsec : -1);
+}
+
 int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts, const sigset_t *mask)
 {
     if (!green_here() || (ts && !ts->tv_sec && !ts->tv_nsec) || bad_timespec(ts))
         return REAL(ppoll)(fds, n, ts, mask);
-    return green_poll(fds, n, ts ? ts->tv_sec * NS + ts->tv_nsec : -1);
+    return g_ppoll(fds, n, ts, mask);
 }
 
 /* select over poll: the sets become pollfds and back. */
@@ -66,9 +77,9 @@ static int green_select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, int64_t ti
     struct pollfd local[64], *p = local;
     unsigned n = 0;
     for (int fd = 0; fd < nfds; fd++) {
-        short ev = (short)((rd && FD_ISSET(fd, rd) ? POLLIN : 0) |
-                           (wr && FD_ISSET(fd, wr) ? POLLOUT : 0) |
-                           (ex && FD_ISSET(fd, ex) ? POLLPRI : 0));
+        short ev =
+            (short)((rd && FD_ISSET(fd, rd) ? POLLIN : 0) | (wr && FD_ISSET(fd, wr) ? POLLOUT : 0) |
+                    (ex && FD_ISSET(fd, ex) ? POLLPRI : 0));
         if (!ev) continue;
         if (n == 64 && p == local) {
             if (!(p = malloc(FD_SETSIZE * sizeof *p))) {
@@ -103,11 +114,9 @@ static int green_select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, int64_t ti
     return rc;
 }
 
-int select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct timeval *tv)
+static __attribute__((noinline)) int g_select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex,
+                                              struct timeval *tv)
 {
-    if (!green_here() || (tv && !tv->tv_sec && !tv->tv_usec) ||
-        (tv && (tv->tv_sec < 0 || tv->tv_usec < 0 || tv->tv_usec >= 1000000)))
-        return REAL(select)(nfds, rd, wr, ex, tv);
     int64_t ns = tv ? (int64_t)tv->tv_sec * NS + (int64_t)tv->tv_usec * 1000 : -1;
     int64_t start = ivy__green_now();
     int rc = green_select(nfds, rd, wr, ex, ns);
@@ -120,12 +129,26 @@ int select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct timeval *tv)
     return rc;
 }
 
+int select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct timeval *tv)
+{
+    if (!green_here() || (tv && !tv->tv_sec && !tv->tv_usec) ||
+        (tv && (tv->tv_sec < 0 || tv->tv_usec < 0 || tv->tv_usec >= 1000000)))
+        return REAL(select)(nfds, rd, wr, ex, tv);
+    return g_select(nfds, rd, wr, ex, tv);
+}
+
+static __attribute__((noinline)) int g_pselect(int nfds, fd_set *rd, fd_set *wr, fd_set *ex,
+                                               const struct timespec *ts, const sigset_t *mask)
+{
+    return green_select(nfds, rd, wr, ex, ts ? ts->tv_sec * NS + ts->tv_nsec : -1);
+}
+
 int pselect(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, const struct timespec *ts,
             const sigset_t *mask)
 {
     if (!green_here() || (ts && !ts->tv_sec && !ts->tv_nsec) || bad_timespec(ts))
         return REAL(pselect)(nfds, rd, wr, ex, ts, mask);
-    return green_select(nfds, rd, wr, ex, ts ? ts->tv_sec * NS + ts->tv_nsec : -1);
+    return g_pselect(nfds, rd, wr, ex, ts, mask);
 }
 
 /* A green sleep of ns; 0, or the negative errno that cut it short, *left the time not slept. */
@@ -140,9 +163,8 @@ static int green_sleep(int64_t ns, int64_t *left)
     return rc;
 }
 
-unsigned int sleep(unsigned int seconds)
+static __attribute__((noinline)) unsigned int g_sleep(unsigned int seconds)
 {
-    if (!green_here() || !seconds) return REAL(sleep)(seconds);
     int64_t left;
     int rc = green_sleep((int64_t)seconds * NS, &left);
     if (rc == 0) return 0;
@@ -150,22 +172,38 @@ unsigned int sleep(unsigned int seconds)
     return (unsigned)((left + NS - 1) / NS);
 }
 
-int usleep(useconds_t us)
+unsigned int sleep(unsigned int seconds)
 {
-    if (!green_here() || !us) return REAL(usleep)(us);
+    if (!green_here() || !seconds) return REAL(sleep)(seconds);
+    return g_sleep(seconds);
+}
+
+static __attribute__((noinline)) int g_usleep(useconds_t us)
+{
     return (int)green_ret(green_sleep((int64_t)us * 1000, NULL));
 }
 
-int nanosleep(const struct timespec *req, struct timespec *rem)
+int usleep(useconds_t us)
 {
-    if (!green_here() || !req || bad_timespec(req) || (!req->tv_sec && !req->tv_nsec))
-        return REAL(nanosleep)(req, rem);
+    if (!green_here() || !us) return REAL(usleep)(us);
+    return g_usleep(us);
+}
+
+static __attribute__((noinline)) int g_nanosleep(const struct timespec *req, struct timespec *rem)
+{
     int64_t left;
     int rc = green_sleep(req->tv_sec * NS + req->tv_nsec, &left);
     if (rc == 0) return 0;
     if (rem) *rem = (struct timespec){.tv_sec = (time_t)(left / NS), .tv_nsec = (long)(left % NS)};
     errno = -rc;
     return -1;
+}
+
+int nanosleep(const struct timespec *req, struct timespec *rem)
+{
+    if (!green_here() || !req || bad_timespec(req) || (!req->tv_sec && !req->tv_nsec))
+        return REAL(nanosleep)(req, rem);
+    return g_nanosleep(req, rem);
 }
 
 int clock_nanosleep(clockid_t clk, int flags, const struct timespec *req, struct timespec *rem)
