@@ -84,7 +84,7 @@ struct ghbn_job {
     struct hostent he, *result;
     int rc, herr;
     size_t buflen;
-    char *buf; /* buflen bytes after the name */
+    char *buf; /* buflen bytes in mem, then the name */
     char mem[];
 };
 
@@ -120,13 +120,18 @@ static __attribute__((noinline)) int g_gethostbyname_r(const char *name, struct 
 {
     size_t nl = strlen(name) + 1;
     *result = NULL;
-    struct ghbn_job *j = malloc(sizeof *j + nl + buflen);
+    /*
+     * The job's buffer at the caller's alignment (mod 16), so that the pointer arrays libc
+     * aligns in it stay aligned once copied to the same offsets in buf.
+     */
+    size_t skew = (uintptr_t)buf % 16;
+    struct ghbn_job *j = malloc(sizeof *j + 16 + buflen + nl);
     if (!j) {
         *h_errnop = NETDB_INTERNAL;
         return ENOMEM;
     }
-    j->name = memcpy(j->mem, name, nl);
-    j->buf = j->mem + nl;
+    j->buf = (char *)(((uintptr_t)j->mem + 15) & ~(uintptr_t)15) + skew;
+    j->name = memcpy(j->buf + buflen, name, nl);
     j->buflen = buflen;
     j->result = NULL;
     j->herr = 0;
