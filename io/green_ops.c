@@ -10,6 +10,7 @@
 #include <dlfcn.h>
 #include <pthread.h>
 
+#include "ivy/green.h"
 #include "ivy/offload.h"
 
 static int g_sleep(int64_t ns)
@@ -121,4 +122,10 @@ void ivy__green_attach(struct ivy_hub *h)
 void ivy__green_detach(void)
 {
     if (bind_fn) bind_fn(NULL, NULL);
+}
+
+bool ivy_green_enabled(void)
+{
+    pthread_once(&bind_once, find_bind);
+    return bind_fn != NULL;
 }

@@ -395,6 +395,7 @@ static void *offload_and_main(void *arg)
 
 static void elsewhere_every_call_is_libcs(void **state)
 {
+    assert_true(ivy_green_enabled()); /* linked in: the hub found it */
     char c;
     /* No hub yet, then the hub's own main greenlet: straight to libc, blocking included. */
     assert_int_equal(write(sp[1], "ab", 2), 2);

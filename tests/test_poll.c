@@ -218,6 +218,11 @@ static void outside_a_green_thread_only_a_zero_timeout_works(void **state)
     assert_int_equal(p.revents, POLLIN);
 }
 
+static void without_green_libc_linked_it_is_not_enabled(void **state)
+{
+    assert_false(ivy_green_enabled()); /* this program links ivy alone */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -233,6 +238,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(outside_a_green_thread_only_a_zero_timeout_works, setup,
                                         teardown),
+        cmocka_unit_test(without_green_libc_linked_it_is_not_enabled),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

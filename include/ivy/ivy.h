@@ -3,6 +3,7 @@
 #define IVY_H
 
 #include "ivy/cluster.h"
+#include "ivy/green.h"
 #include "ivy/greenlet.h"
 #include "ivy/http.h"
 #include "ivy/hub.h"

@@ -45,7 +45,8 @@ int main(int argc, char **argv)
         ivy_spawn_n(get, NULL);
     uint64_t t0 = ivy_now_ns();
     if (ivy_run() != 0) return 1;
-    printf("answers: %d wall: %.3f\n", ok, (double)(ivy_now_ns() - t0) / 1e9);
+    printf("answers: %d wall: %.3f green: %s\n", ok, (double)(ivy_now_ns() - t0) / 1e9,
+           ivy_green_enabled() ? "yes" : "no");
     curl_global_cleanup();
     return ok == n ? 0 : 1;
 }

@@ -36,8 +36,10 @@ static double helper_wall(bool with_preload, int n)
     assert_int_equal(run(cmd, with_preload ? preload : NULL, out, sizeof out), 0);
     int answers;
     double wall;
-    assert_int_equal(sscanf(out, "answers: %d wall: %lf", &answers, &wall), 2);
+    char green[8];
+    assert_int_equal(sscanf(out, "answers: %d wall: %lf green: %7s", &answers, &wall, green), 3);
     assert_int_equal(answers, n);
+    assert_string_equal(green, with_preload ? "yes" : "no");
     return wall;
 }
 
