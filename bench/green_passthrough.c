@@ -41,8 +41,8 @@ static int (*volatile green_getaddrinfo)(const char *, const char *, const struc
                                          struct addrinfo **) = getaddrinfo;
 static ssize_t (*volatile green_read)(int, void *, size_t) = read;
 
-static double per_call_gai(int (*volatile *fp)(const char *, const char *,
-                                               const struct addrinfo *, struct addrinfo **))
+static double per_call_gai(int (*volatile *fp)(const char *, const char *, const struct addrinfo *,
+                                               struct addrinfo **))
 {
     struct addrinfo *res;
     double t0 = now_ns();
@@ -74,8 +74,8 @@ static void measure(const char *where)
         d[r] = g[r] - l[r];
     }
     double gm = median(g, RUNS), lm = median(l, RUNS), dm = median(d, RUNS);
-    printf("green_passthrough_getaddrinfo_%s_ns: %.2f ns (libc %.2f ns, overhead %.2f ns)\n",
-           where, gm, lm, dm);
+    printf("green_passthrough_getaddrinfo_%s_ns: %.2f ns (libc %.2f ns, overhead %.2f ns)\n", where,
+           gm, lm, dm);
     for (int r = 0; r < RUNS; r++) {
         l[r] = per_call_read(&read_peer);
         g[r] = per_call_read(&green_read);

@@ -422,15 +422,14 @@ int main(void)
         cmocka_unit_test_setup_teardown(descriptors_made_nonblocking_still_get_eagain, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(socket_receive_timeouts_still_expire, setup, teardown),
-        cmocka_unit_test_setup_teardown(kill_gives_ecanceled_and_an_expired_scope_etimedout,
-                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(kill_gives_ecanceled_and_an_expired_scope_etimedout, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(blocking_writes_send_everything, setup, teardown),
         cmocka_unit_test_setup_teardown(pipes_are_read_through_the_ring, setup, teardown),
         cmocka_unit_test_setup_teardown(connect_and_accept_are_green, setup, teardown),
         cmocka_unit_test_setup_teardown(poll_select_and_sleeps_are_green, setup, teardown),
         cmocka_unit_test_setup_teardown(the_resolver_runs_in_the_offload_pool, setup, teardown),
-        cmocka_unit_test_setup_teardown(close_cancels_what_ivys_own_receive_holds, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(close_cancels_what_ivys_own_receive_holds, setup, teardown),
         cmocka_unit_test_setup_teardown(elsewhere_every_call_is_libcs, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

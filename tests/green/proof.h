@@ -20,8 +20,8 @@
 #define PROOF_N 100
 
 struct proof {
-    void *(*connect)(int i);      /* a connected client, NULL on failure */
-    int (*call)(void *c, int i);  /* the 200 ms call; 0 when its answer checked out */
+    void *(*connect)(int i);     /* a connected client, NULL on failure */
+    int (*call)(void *c, int i); /* the 200 ms call; 0 when its answer checked out */
     void (*disconnect)(void *c);
 };
 

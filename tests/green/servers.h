@@ -86,9 +86,9 @@ static inline void redis_start(struct server *s)
     char port[16], log[96];
     snprintf(port, sizeof port, "%d", s->port);
     snprintf(log, sizeof log, "%s/log", s->dir);
-    char *argv[] = {"/usr/bin/redis-server", "--port", port, "--bind", "127.0.0.1",
-                    "--save", "", "--appendonly", "no", "--dir", s->dir,
-                    "--maxclients", "1000", NULL};
+    char *argv[] = {
+        "/usr/bin/redis-server", "--port", port,    "--bind", "127.0.0.1",    "--save", "",
+        "--appendonly",          "no",     "--dir", s->dir,   "--maxclients", "1000",   NULL};
     s->pid = spawn_argv(argv, 0, 0, log);
     if (!wait_port(s->port, s->pid)) {
         fprintf(stderr, "redis-server did not come up (see %s)\n", log);
@@ -104,7 +104,7 @@ static inline void ivy_serve_start(struct server *s)
     char listen[32];
     snprintf(listen, sizeof listen, "127.0.0.1:%d", s->port);
     char *argv[] = {(char *)ivy_binary(), "serve", "--app", "http", "--listen", listen,
-                    "--workers", "1", NULL};
+                    "--workers",          "1",     NULL};
     s->pid = spawn_argv(argv, 0, 0, "/dev/null");
     if (!wait_port(s->port, s->pid)) {
         fprintf(stderr, "ivy serve did not come up\n");
@@ -144,17 +144,30 @@ static inline void pg_start(struct server *s)
     snprintf(data, sizeof data, "%s/data", s->dir);
     snprintf(log, sizeof log, "%s/log", s->dir);
     snprintf(port, sizeof port, "%d", s->port);
-    char *init_argv[] = {initdb, "-D", data, "-A", "trust", "-U", "postgres", "--no-sync",
-                         "-E", "UTF8", "--locale", "C", NULL};
+    char *init_argv[] = {initdb,      "-D", data,   "-A",       "trust", "-U", "postgres",
+                         "--no-sync", "-E", "UTF8", "--locale", "C",     NULL};
     pid_t pid = spawn_argv(init_argv, uid, gid, log);
     int st;
     if (waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
         fprintf(stderr, "initdb failed (see %s)\n", log);
         exit(1);
     }
-    char *argv[] = {postgres, "-D", data, "-k", s->dir, "-p", port,
-                    "-c", "listen_addresses=", "-c", "max_connections=200",
-                    "-c", "fsync=off", "-c", "shared_buffers=16MB", NULL};
+    char *argv[] = {postgres,
+                    "-D",
+                    data,
+                    "-k",
+                    s->dir,
+                    "-p",
+                    port,
+                    "-c",
+                    "listen_addresses=",
+                    "-c",
+                    "max_connections=200",
+                    "-c",
+                    "fsync=off",
+                    "-c",
+                    "shared_buffers=16MB",
+                    NULL};
     s->pid = spawn_argv(argv, uid, gid, log);
     char sock[128];
     snprintf(sock, sizeof sock, "%s/.s.PGSQL.%d", s->dir, s->port);
