@@ -134,6 +134,27 @@ static void descriptors_made_nonblocking_still_get_eagain(void **state)
     assert_int_equal(run_green(nonblocking_reads, NULL), 0);
 }
 
+ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen);
+int __poll_chk(struct pollfd *fds, nfds_t n, int timeout_ms, size_t fdslen);
+
+static void *fortified_calls(void *arg)
+{
+    struct pollfd p = {.fd = sp[0], .events = POLLIN};
+    assert_int_equal(__poll_chk(&p, 1, 30, sizeof p), 0); /* a green 30 ms wait */
+    assert_true(ticks >= 3);
+    ivy_spawn_n(write_later, NULL);
+    char buf[8];
+    assert_int_equal(__read_chk(sp[0], buf, 5, sizeof buf), 5);
+    assert_memory_equal(buf, "hello", 5);
+    stop_ticker();
+    return NULL;
+}
+
+static void fortified_entry_points_are_green_too(void **state)
+{
+    assert_int_equal(run_green(fortified_calls, NULL), 0);
+}
+
 static void *rcvtimeo_read(void *arg)
 {
     struct timeval tv = {0, 50000};
@@ -422,6 +443,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(descriptors_made_nonblocking_still_get_eagain, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(socket_receive_timeouts_still_expire, setup, teardown),
+        cmocka_unit_test_setup_teardown(fortified_entry_points_are_green_too, setup, teardown),
         cmocka_unit_test_setup_teardown(kill_gives_ecanceled_and_an_expired_scope_etimedout, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(blocking_writes_send_everything, setup, teardown),

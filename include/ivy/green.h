@@ -11,7 +11,8 @@
  *   connect, accept, accept4, read, readv, write, writev, recv, recvfrom, recvmsg, send, sendto,
  *   sendmsg, poll, ppoll, select, pselect, sleep, usleep, nanosleep, clock_nanosleep,
  *   getaddrinfo, gethostbyname, gethostbyname_r (the last three run libc's resolver in the
- *   offload pool, include/ivy/offload.h).
+ *   offload pool, include/ivy/offload.h), and the fortified __read_chk, __recv_chk,
+ *   __recvfrom_chk, __poll_chk and __ppoll_chk that _FORTIFY_SOURCE builds call instead.
  * Anywhere else (no hub, the hub's main greenlet, another OS thread, an offload worker) every
  * call is libc's, at the cost of one thread-local load (bench/green_passthrough.c).
  *

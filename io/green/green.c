@@ -275,6 +275,38 @@ ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
     return g_recvmsg(fd, msg, flags);
 }
 
+/*
+ * The fortified entry points (_FORTIFY_SOURCE) a program calls instead when the compiler knows
+ * its buffer's size: libc's own check first (it aborts on an overflow), then the green call.
+ */
+ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen);
+ssize_t __recv_chk(int fd, void *buf, size_t n, size_t buflen, int flags);
+ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int flags, struct sockaddr *addr,
+                       socklen_t *alen);
+GREEN_REAL(__read_chk)
+GREEN_REAL(__recv_chk)
+GREEN_REAL(__recvfrom_chk)
+
+ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen)
+{
+    if (!green_here() || n > buflen) return REAL(__read_chk)(fd, buf, n, buflen);
+    return g_read(fd, buf, n);
+}
+
+ssize_t __recv_chk(int fd, void *buf, size_t n, size_t buflen, int flags)
+{
+    if (!green_here() || n > buflen) return REAL(__recv_chk)(fd, buf, n, buflen, flags);
+    return g_recv(fd, buf, n, flags);
+}
+
+ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int flags, struct sockaddr *addr,
+                       socklen_t *alen)
+{
+    if (!green_here() || n > buflen)
+        return REAL(__recvfrom_chk)(fd, buf, n, buflen, flags, addr, alen);
+    return g_recvfrom(fd, buf, n, flags, addr, alen);
+}
+
 /* write/writev/send/sendto/sendmsg: one path over a copy of the iovecs. */
 static ssize_t out(int fd, const struct msghdr *msg, int flags, bool any_fd)
 {

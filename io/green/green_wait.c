@@ -67,6 +67,29 @@ int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts, const sigset_
     return g_ppoll(fds, n, ts, mask);
 }
 
+/* The fortified poll and ppoll (_FORTIFY_SOURCE): libc's check first, then the green call. */
+int __poll_chk(struct pollfd *fds, nfds_t n, int timeout_ms, size_t fdslen);
+int __ppoll_chk(struct pollfd *fds, nfds_t n, const struct timespec *ts, const sigset_t *mask,
+                size_t fdslen);
+GREEN_REAL(__poll_chk)
+GREEN_REAL(__ppoll_chk)
+
+int __poll_chk(struct pollfd *fds, nfds_t n, int timeout_ms, size_t fdslen)
+{
+    if (!green_here() || timeout_ms == 0 || fdslen / sizeof *fds < n)
+        return REAL(__poll_chk)(fds, n, timeout_ms, fdslen);
+    return g_poll(fds, n, timeout_ms);
+}
+
+int __ppoll_chk(struct pollfd *fds, nfds_t n, const struct timespec *ts, const sigset_t *mask,
+                size_t fdslen)
+{
+    if (!green_here() || (ts && !ts->tv_sec && !ts->tv_nsec) || bad_timespec(ts) ||
+        fdslen / sizeof *fds < n)
+        return REAL(__ppoll_chk)(fds, n, ts, mask, fdslen);
+    return g_ppoll(fds, n, ts, mask);
+}
+
 /* select over poll: the sets become pollfds and back. */
 static int green_select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, int64_t timeout_ns)
 {
