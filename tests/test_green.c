@@ -175,7 +175,8 @@ static void socket_receive_timeouts_still_expire(void **state)
     assert_int_equal(run_green(rcvtimeo_read, NULL), 0);
 }
 
-static int victim_errno;
+static int victim_errno, sleeper_rc;
+static struct timespec sleeper_rem;
 static void *read_forever(void *arg)
 {
     char c;
@@ -184,12 +185,23 @@ static void *read_forever(void *arg)
     return NULL;
 }
 
+static void *sleep_long(void *arg)
+{
+    struct timespec ts = {10, 0};
+    sleeper_rc = clock_nanosleep(CLOCK_MONOTONIC, 0, &ts, &sleeper_rem);
+    return NULL;
+}
+
 static void *kill_reader(void *arg)
 {
-    ivy_thread *v = ivy_spawn(read_forever, NULL);
+    ivy_thread *v = ivy_spawn(read_forever, NULL), *z = ivy_spawn(sleep_long, NULL);
     ivy_sleep(0.01);
     ivy_kill(v);
+    ivy_kill(z);
     ivy_join(v, NULL);
+    ivy_join(z, NULL);
+    assert_int_equal(sleeper_rc, ECANCELED); /* clock_nanosleep returns its error */
+    assert_true(sleeper_rem.tv_sec >= 9);    /* and what it did not sleep */
     struct ivy_timeout to;
     assert_int_equal(ivy_timeout_begin(&to, 0.02), 0);
     struct pollfd p = {.fd = sp[0], .events = POLLIN};
@@ -277,6 +289,33 @@ static void *acceptor(void *arg)
     assert_int_equal(send(fd, "hi", 2, 0), 2);
     close(fd);
     return NULL;
+}
+
+static void *accept_timeout(void *arg)
+{
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(lfd, 16), 0);
+    struct timeval tv = {0, 40000};
+    assert_int_equal(setsockopt(lfd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv), 0);
+    int64_t t0 = now_ns();
+    assert_int_equal(accept(lfd, NULL, NULL), -1);
+    assert_int_equal(errno, EAGAIN);
+    assert_true(now_ns() - t0 >= 35 * MS);
+    assert_true(ticks >= 3);
+    int fl = fcntl(lfd, F_GETFL);
+    assert_int_equal(fcntl(lfd, F_SETFL, fl | O_NONBLOCK), 0);
+    assert_int_equal(accept4(lfd, NULL, NULL, 0), -1); /* non-blocking: at once */
+    assert_int_equal(errno, EAGAIN);
+    close(lfd);
+    stop_ticker();
+    return NULL;
+}
+
+static void accept_honours_its_timeout_and_nonblocking_listeners(void **state)
+{
+    assert_int_equal(run_green(accept_timeout, NULL), 0);
 }
 
 static void *connect_accept(void *arg)
@@ -449,6 +488,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(blocking_writes_send_everything, setup, teardown),
         cmocka_unit_test_setup_teardown(pipes_are_read_through_the_ring, setup, teardown),
         cmocka_unit_test_setup_teardown(connect_and_accept_are_green, setup, teardown),
+        cmocka_unit_test_setup_teardown(accept_honours_its_timeout_and_nonblocking_listeners, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(poll_select_and_sleeps_are_green, setup, teardown),
         cmocka_unit_test_setup_teardown(the_resolver_runs_in_the_offload_pool, setup, teardown),
         cmocka_unit_test_setup_teardown(close_cancels_what_ivys_own_receive_holds, setup, teardown),
