@@ -9,7 +9,8 @@
  * request is the server process's own (user + system, every thread) over the requests wrk
  * counted. Rounds interleave the servers; figures are medians over rounds.
  *
- * The HTTP side is a minimal keep-alive responder (GET, no pipelining, what wrk sends).
+ * green and offload serve HTTP with ivy's server library (include/ivy/http.h), a handler making
+ * the GET on a Redis connection from a pool; threads is a minimal keep-alive responder.
  * Env: DURATION (seconds per run, 3), ROUNDS (3), CONNS (50).
  *   green_redis_<server>_rps: X req/s
  *   green_redis_<server>_cpu_us_per_req: Y us
@@ -38,14 +39,6 @@ enum { OFFLOAD_THREADS = 8, MAX_ROUNDS = 15 };
 
 static int redis_port;
 
-/* ---- the request/response loop, over any blocking-style receive and send ----------------- */
-
-struct io {
-    ssize_t (*recv)(int fd, void *buf, size_t len);
-    ssize_t (*send)(int fd, const void *buf, size_t len);
-    int (*get)(redisContext *c, char *out, size_t cap); /* the value's length, or -1 */
-};
-
 static int redis_get(redisContext *c, char *out, size_t cap)
 {
     redisReply *r = redisCommand(c, "GET ivy:bench");
@@ -58,8 +51,11 @@ static int redis_get(redisContext *c, char *out, size_t cap)
     return n;
 }
 
-/* Serves one keep-alive connection until the client closes: one GET to Redis per request. */
-static void serve_conn(int fd, redisContext *rc, const struct io *io)
+/*
+ * The thread-per-connection server's loop: a minimal keep-alive responder (GET, no pipelining,
+ * what wrk sends), one GET to Redis per request, until the client closes.
+ */
+static void serve_conn(int fd, redisContext *rc)
 {
     char buf[8192], resp[512], val[128];
     size_t have = 0;
@@ -67,42 +63,31 @@ static void serve_conn(int fd, redisContext *rc, const struct io *io)
         char *end = memmem(buf, have, "\r\n\r\n", 4);
         if (!end) {
             if (have == sizeof buf) return;
-            ssize_t n = io->recv(fd, buf + have, sizeof buf - have);
+            ssize_t n = recv(fd, buf + have, sizeof buf - have, 0);
             if (n <= 0) return;
             have += (size_t)n;
             continue;
         }
-        int vl = io->get(rc, val, sizeof val);
+        int vl = redis_get(rc, val, sizeof val);
         int n = vl < 0 ? snprintf(resp, sizeof resp,
                                   "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
                        : snprintf(resp, sizeof resp,
                                   "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
                                   "Content-Length: %d\r\n\r\n%.*s",
                                   vl, vl, val);
-        if (io->send(fd, resp, (size_t)n) != n) return;
+        if (send(fd, resp, (size_t)n, MSG_NOSIGNAL) != n) return;
         size_t used = (size_t)(end + 4 - buf);
         memmove(buf, buf + used, have - used);
         have -= used;
     }
 }
 
-/* ---- green and offload: one hub ---------------------------------------------------------- */
-
-static ssize_t sendall_green(int fd, const void *buf, size_t len)
-{
-    return ivy_sendall(fd, buf, len);
-}
+/* ---- green and offload: one hub, the HTTP server library (include/ivy/http.h) -------------- */
 
 static void *offloaded_get(void *arg)
 {
     void **a = arg;
     return (void *)(intptr_t)redis_get(a[0], a[1], 128);
-}
-
-static int get_offloaded(redisContext *c, char *out, size_t cap)
-{
-    void *a[2] = {c, out}, *r;
-    return ivy_offload(offloaded_get, a, &r) == 0 ? (int)(intptr_t)r : -1;
 }
 
 static void *offloaded_connect(void *arg)
@@ -112,27 +97,54 @@ static void *offloaded_connect(void *arg)
 
 static bool offload_mode;
 
-static void *hub_conn(void *arg)
+/* Idle Redis connections: as many as requests ever ran at once (the hub is single-threaded). */
+static redisContext *idle[4096];
+static int nidle;
+
+static redisContext *take(void)
 {
-    int fd = (int)(intptr_t)arg;
-    static const struct io green = {ivy_recv, sendall_green, redis_get};
-    static const struct io off = {ivy_recv, sendall_green, get_offloaded};
-    redisContext *rc = NULL;
+    if (nidle) return idle[--nidle];
+    redisContext *c = NULL;
     if (offload_mode) /* hiredis's connect blocks too: in the pool, as its commands */
-        ivy_offload(offloaded_connect, NULL, (void **)&rc);
+        ivy_offload(offloaded_connect, NULL, (void **)&c);
     else
-        rc = redisConnect("127.0.0.1", redis_port); /* greened */
-    if (rc && !rc->err) serve_conn(fd, rc, offload_mode ? &off : &green);
-    if (rc) redisFree(rc);
-    ivy_close(fd);
-    return NULL;
+        c = redisConnect("127.0.0.1", redis_port); /* greened */
+    if (c && c->err) {
+        redisFree(c);
+        c = NULL;
+    }
+    return c;
 }
 
-static void *hub_acceptor(void *arg)
+static void give(redisContext *c)
 {
-    int lfd = (int)(intptr_t)arg, fd;
-    while ((fd = ivy_accept(lfd, NULL)) >= 0)
-        ivy_spawn_n(hub_conn, (void *)(intptr_t)fd);
+    if (c->err || nidle == (int)(sizeof idle / sizeof idle[0]))
+        redisFree(c);
+    else
+        idle[nidle++] = c;
+}
+
+static int handler(ivy_http_req *r, void *arg)
+{
+    redisContext *c = take();
+    if (!c) return -ECONNREFUSED; /* answered 500 */
+    char val[128];
+    int n;
+    if (offload_mode) {
+        void *a[2] = {c, val}, *res;
+        n = ivy_offload(offloaded_get, a, &res) == 0 ? (int)(intptr_t)res : -1;
+    } else {
+        n = redis_get(c, val, sizeof val);
+    }
+    give(c);
+    if (n < 0) return ivy_http_respond(r, 502, "text/plain", NULL, 0);
+    return ivy_http_respond(r, 200, "text/plain", val, (size_t)n);
+}
+
+static void *http_server(void *arg)
+{
+    static const struct ivy_http_options opts = {.handler = handler};
+    ivy_http_serve((int)(intptr_t)arg, &opts);
     return NULL;
 }
 
@@ -140,28 +152,17 @@ static void run_hub(int lfd, bool offload)
 {
     offload_mode = offload;
     ivy_offload_set_threads(OFFLOAD_THREADS);
-    ivy_spawn_n(hub_acceptor, (void *)(intptr_t)lfd);
+    ivy_spawn_n(http_server, (void *)(intptr_t)lfd);
     ivy_run();
 }
 
 /* ---- threads: one per connection --------------------------------------------------------- */
 
-static ssize_t recv_plain(int fd, void *buf, size_t len)
-{
-    return recv(fd, buf, len, 0);
-}
-
-static ssize_t send_plain(int fd, const void *buf, size_t len)
-{
-    return send(fd, buf, len, MSG_NOSIGNAL);
-}
-
 static void *thread_conn(void *arg)
 {
     int fd = (int)(intptr_t)arg;
-    static const struct io plain = {recv_plain, send_plain, redis_get};
     redisContext *rc = redisConnect("127.0.0.1", redis_port);
-    if (rc && !rc->err) serve_conn(fd, rc, &plain);
+    if (rc && !rc->err) serve_conn(fd, rc);
     if (rc) redisFree(rc);
     close(fd);
     return NULL;
