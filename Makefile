@@ -4,8 +4,10 @@
 # the ivy command (DESTDIR is honoured, for packaging).
 JOBS ?= $(shell nproc)
 PREFIX ?= /usr/local
-TEST_DEPS ?= wrk nginx-light python3
-BENCH_DEPS ?= wrk nginx-light python3-gevent python3-eventlet libboost-context-dev
+TEST_DEPS ?= wrk nginx-light python3 libcurl4-openssl-dev libhiredis-dev libpq-dev redis-server \
+             postgresql
+BENCH_DEPS ?= wrk nginx-light python3-gevent python3-eventlet libboost-context-dev libhiredis-dev \
+              redis-server
 
 .PHONY: all release debug test run bench deps clean format install
 

@@ -72,6 +72,7 @@ int ivy_hub_init(const struct ivy_hub_options *opts)
     h->stall_ns = ivy__seconds_ns(o.stall_threshold > 0 ? o.stall_threshold : 0.1);
     h->schedstat_fd = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
     ivy__hub_tls = h;
+    ivy__green_attach(h);
     return 0;
 }
 
@@ -89,6 +90,7 @@ int ivy_hub_free(void)
         int rc = ivy_offload_shutdown(); /* its read is armed on our ring: stop it first */
         if (rc < 0) return rc;
     }
+    ivy__green_detach();
     ivy__recv_hub_free(h);
     io_uring_queue_exit(&h->ring);
     if (h->schedstat_fd >= 0) close(h->schedstat_fd);

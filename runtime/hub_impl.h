@@ -203,6 +203,10 @@ static inline int ivy__park(ivy_thread *t)
 /* Takes a parked thread out of what it waits on with err (kill, deadline). */
 void ivy__interrupt(ivy_thread *t, int err);
 
+/* Green libc (io/green_ops.c): binds this thread's hub to it at init, unbinds at free. */
+void ivy__green_attach(struct ivy_hub *h);
+void ivy__green_detach(void);
+
 /* ---- the ring (io/ring.c) ----------------------------------------------------------------- */
 
 int ivy__ring_init(struct ivy_hub *h, unsigned entries, bool quiet);

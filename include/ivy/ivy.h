@@ -3,10 +3,12 @@
 #define IVY_H
 
 #include "ivy/cluster.h"
+#include "ivy/green.h"
 #include "ivy/greenlet.h"
 #include "ivy/http.h"
 #include "ivy/hub.h"
 #include "ivy/offload.h"
+#include "ivy/poll.h"
 #include "ivy/socket.h"
 #include "ivy/sync.h"
 #include "ivy/version.h"
