@@ -95,6 +95,7 @@ int ivy_hub_free(void)
     io_uring_queue_exit(&h->ring);
     if (h->schedstat_fd >= 0) close(h->schedstat_fd);
     ivy__timer_heap_free(&h->timers);
+    ivy__timeout_hub_free(h);
     free(h);
     ivy__hub_tls = NULL;
     return 0;

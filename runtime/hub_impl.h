@@ -140,12 +140,17 @@ struct ivy_hub {
     void *offload;     /* io/offload.c's pool bound to this ring; NULL until first offload */
     bool stop, in_run;
     signed char pbufs; /* provided-buffer ring for receives: 0 unknown, 1 registered, -1 none */
-    struct ivy_recv_table *rtab;     /* io/recv.c: receive state by socket descriptor */
-    void (*on_iteration)(void *arg); /* the cluster's heartbeat */
+    struct ivy_recv_table *rtab;         /* io/recv.c: receive state by socket descriptor */
+    struct ivy_deadline *free_deadlines; /* timeout.c: scope records to reuse */
+    void (*on_iteration)(void *arg);     /* the cluster's heartbeat */
     void *on_iteration_arg;
 };
 
 extern __thread struct ivy_hub *ivy__hub_tls;
+
+/* timeout.c: ends every scope t still has open (t finished); frees the spare scope records. */
+void ivy__timeout_end_all(struct ivy_hub *h, ivy_thread *t);
+void ivy__timeout_hub_free(struct ivy_hub *h);
 
 struct ivy_hub *ivy__hub_slow(void);
 

@@ -91,6 +91,7 @@ static void free_thread(ivy_thread *t)
 
 void ivy__thread_finished(struct ivy_hub *h, ivy_thread *t, void *value, int err)
 {
+    ivy__timeout_end_all(h, t); /* a scope left open would arm a timer into a dead stack */
     t->state = IVY_T_DONE;
     t->value = value;
     t->err = err;

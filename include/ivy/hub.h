@@ -86,8 +86,12 @@ bool ivy_thread_done(const ivy_thread *t);
 /*
  * A scoped deadline, eventlet's Timeout: between begin and end, every blocking call of the
  * calling thread fails with -ETIMEDOUT once `seconds` have passed (its pending I/O cancelled).
- * Scopes nest; the earliest deadline wins. The struct lives on the caller's stack; end them in
- * reverse order. end returns -ETIMEDOUT if this scope expired, else 0.
+ * Scopes nest; the earliest deadline wins. The struct lives on the caller's stack and names the
+ * scope (the hub keeps its state); end them in reverse order. end returns -ETIMEDOUT if this scope
+ * expired, else 0. Misuse leaves nothing armed: ending an outer scope while inner ones are open
+ * ends it and every scope opened inside it and returns -EINVAL; a thread that finishes with
+ * scopes open has them ended; ending a scope that is not the caller's open one is -EINVAL.
+ * begin is -EPERM outside a green thread, -EINVAL for a negative or NaN time.
  */
 struct ivy_timeout {
     uint64_t opaque[10];
