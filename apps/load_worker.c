@@ -43,6 +43,7 @@ struct conn {
     size_t pos, len; /* unconsumed input in the thread's receive buffer */
     uint64_t k;      /* rate mode: requests scheduled so far */
     struct ivy_load_resp resp;
+    char buf[IVY_LOAD_BUF]; /* receives: here, not on the green stack (one guard page) */
 };
 
 struct worker {
@@ -175,7 +176,7 @@ static void *conn_main(void *arg)
     struct conn *c = arg;
     struct worker *w = c->w;
     const struct ivy_load_plan *p = w->p;
-    char buf[IVY_LOAD_BUF];
+    char *buf = c->buf;
     uint64_t backoff = BACKOFF_MIN_NS;
     while (!w->stopping) {
         if (c->fd < 0) {

@@ -236,6 +236,28 @@ static void *wild_write_run(void *arg)
     return NULL;
 }
 
+/*
+ * One frame larger than the whole stack: its far end lies two pages below the guard. Without
+ * stack-clash protection that write lands in whatever is mapped below (another stack); with it,
+ * the compiler probes every page on the way down and the first probe faults in the guard.
+ */
+enum { CLASH_STACK = 64 * 1024, CLASH_FRAME = CLASH_STACK + 8192 };
+
+static __attribute__((noinline)) int big_frame(volatile char *sink)
+{
+    volatile char big[CLASH_FRAME];
+    big[0] = 1; /* the far end, written first */
+    big[CLASH_FRAME - 1] = 2;
+    *sink = big[0];
+    return big[CLASH_FRAME - 1];
+}
+
+static void *clash_run(void *arg)
+{
+    static volatile char sink;
+    return V(big_frame(&sink));
+}
+
 /* A handler installed before ivy's, as a crash reporter would be: says what it got and exits 42. */
 static void earlier_handler(int sig, siginfo_t *si, void *uctx)
 {
@@ -246,7 +268,8 @@ static void earlier_handler(int sig, siginfo_t *si, void *uctx)
 }
 
 /* The child side: never returns normally if the runtime does its job. Modes: overflow, wild,
-   and with "chain-" in front, an earlier SIGSEGV handler; "long" names the greenlet 2000 x's. */
+   clash (one frame larger than the stack), and with "chain-" in front, an earlier SIGSEGV
+   handler; "long" names the greenlet 2000 x's. */
 static int crash_child(const char *mode)
 {
     if (!strncmp(mode, "chain-", 6)) {
@@ -256,12 +279,15 @@ static int crash_child(const char *mode)
     }
     static char long_name[2001];
     memset(long_name, 'x', sizeof long_name - 1);
-    bool overflow = strcmp(mode, "overflow") == 0;
-    ivy_greenlet *g =
-        ivy_greenlet_new(overflow ? overflow_run : wild_write_run, NULL, overflow ? 64 * 1024 : 0);
+    bool overflow = strcmp(mode, "overflow") == 0, clash = strcmp(mode, "clash") == 0;
+    ivy_greenlet *g = ivy_greenlet_new(overflow ? overflow_run
+                                       : clash  ? clash_run
+                                                : wild_write_run,
+                                       NULL, overflow || clash ? CLASH_STACK : 0);
     if (!g) return 3;
     ivy_greenlet_set_name(g, !strcmp(mode, "long") ? long_name
                              : overflow            ? "deep-diver"
+                             : clash               ? "big-frame"
                                                    : "wild-writer");
     ivy_switch(g, NULL, NULL);
     fprintf(stderr, "crash child: greenlet returned\n");
@@ -289,6 +315,18 @@ static void stack_overflow_names_greenlet_and_stack_size_then_aborts(void **stat
     assert_true(WIFSIGNALED(status));
     assert_int_equal(WTERMSIG(status), SIGABRT);
     assert_non_null(strstr(buf, "ivy: stack overflow in greenlet 'deep-diver': its stack of "
+                                "65536 bytes ran into the guard page; give it a larger stack\n"));
+}
+
+static void frame_larger_than_the_guard_faults_in_its_own_guard(void **state)
+{
+    (void)state;
+    char buf[4096];
+    int status;
+    run_crash_child("clash", buf, sizeof buf, &status);
+    assert_true(WIFSIGNALED(status));
+    assert_int_equal(WTERMSIG(status), SIGABRT);
+    assert_non_null(strstr(buf, "ivy: stack overflow in greenlet 'big-frame': its stack of "
                                 "65536 bytes ran into the guard page; give it a larger stack\n"));
 }
 
@@ -353,6 +391,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(floating_point_control_words_are_shared_with_ivy_shared_fpenv),
 #endif
         cmocka_unit_test(stack_overflow_names_greenlet_and_stack_size_then_aborts),
+        cmocka_unit_test(frame_larger_than_the_guard_faults_in_its_own_guard),
         cmocka_unit_test(wild_write_reported_as_fatal_sigsegv),
         cmocka_unit_test(earlier_handler_gets_other_faults),
         cmocka_unit_test(earlier_handler_does_not_get_a_stack_overflow),
