@@ -10,10 +10,17 @@
  * as soon as it is drained. A connection waiting for bytes holds no buffer: the kernel picks one
  * only when bytes arrive, so thousands of idle connections pin nothing.
  *
- * Bounds: a socket whose queue reaches QUEUE_HIGH buffers (a peer sending faster than the
- * application reads) has its receive cancelled, so further bytes wait in the kernel's socket
- * buffer and TCP flow control pushes back on the peer; the next receive that finds the queue
- * drained arms it again. When the ring runs dry (-ENOBUFS), a waiting receiver gets one plain
+ * Bounds: a socket whose queue reaches QUEUE_BYTES bytes or QUEUE_HIGH chunks (a peer sending
+ * faster than the application reads) has its receive cancelled, so further bytes wait in the
+ * kernel's socket buffer and TCP flow control pushes back on the peer; the next receive that finds
+ * the queue drained arms it again. Bytes, not buffers: a chunk of less than COPY_BELOW bytes that
+ * nobody is about to read (no waiter, or bytes queued before it) is copied into a small heap chunk
+ * of the socket's (coalescing with the one before it) and its ring buffer goes straight back, so
+ * a peer trickling single bytes to a connection that is not reading holds a few bytes of heap,
+ * not a 16 KiB ring buffer per byte: the ring buffers a socket holds are at least half full, bar
+ * the one being read. (The kernel's incremental buffer consumption, IOU_PBUF_RING_INC, would pack
+ * small arrivals too, but many sockets' bytes then share a buffer, and one parked byte still
+ * holds all of it.) When the ring runs dry (-ENOBUFS), a waiting receiver gets one plain
  * receive into a buffer of its own, so nobody spins waiting for buffers to come back; the
  * receive after it tries the ring again. Kernels without multishot receive (< 6.0) or buffer
  * rings (< 5.19) always take that plain path.
@@ -29,12 +36,20 @@
 #include <string.h>
 #include <sys/mman.h>
 
-enum { BGID = 0x1f7, NBUFS = 1024, BUFSZ = 16384, QUEUE_HIGH = 8 };
+enum {
+    BGID = 0x1f7,
+    NBUFS = 1024,
+    BUFSZ = 16384,
+    QUEUE_HIGH = 8,
+    QUEUE_BYTES = QUEUE_HIGH * BUFSZ, /* as many bytes as QUEUE_HIGH full buffers hold */
+    COPY_BELOW = BUFSZ / 2,
+    SPILL_MIN = 256,
+};
 
 struct chunk {
     char *p;
-    uint32_t len;
-    int32_t bid; /* the ring buffer it lives in, or -1: a buffer of its own (malloc) */
+    uint32_t len, cap; /* cap: a heap chunk's size (more bytes may be appended), 0 in the ring */
+    int32_t bid;       /* the ring buffer it lives in, or -1: a buffer of its own (malloc) */
 };
 
 struct rsock {
@@ -54,6 +69,7 @@ struct rsock {
     struct chunk *q; /* ring of received chunks; the head one is read from off */
     unsigned qhead, qlen, qcap;
     uint32_t off;
+    uint32_t qbytes; /* bytes queued and not yet read */
 };
 
 struct ivy_recv_table {
@@ -67,7 +83,13 @@ static __thread struct {
     struct io_uring_buf_ring *br;
     char *mem;
     bool no_multishot; /* the kernel refused a multishot receive */
+    unsigned held;     /* buffers out of the ring: in completions, queued on sockets */
 } pbufs;
+
+unsigned ivy__recv_ring_held(void)
+{
+    return pbufs.held;
+}
 
 static bool pbufs_ready(struct ivy_hub *h)
 {
@@ -91,6 +113,7 @@ static bool pbufs_ready(struct ivy_hub *h)
         .ring_addr = (uintptr_t)pbufs.br, .ring_entries = NBUFS, .bgid = BGID};
     if (io_uring_register_buf_ring(&h->ring, &reg, 0) != 0) return false;
     io_uring_buf_ring_init(pbufs.br);
+    pbufs.held = 0;
     for (int i = 0; i < NBUFS; i++)
         io_uring_buf_ring_add(pbufs.br, pbufs.mem + (size_t)i * BUFSZ, BUFSZ, (unsigned short)i,
                               io_uring_buf_ring_mask(NBUFS), i);
@@ -108,12 +131,13 @@ static void chunk_release(const struct chunk *k)
         free(k->p);
         return;
     }
+    pbufs.held--;
     io_uring_buf_ring_add(pbufs.br, pbufs.mem + (size_t)k->bid * BUFSZ, BUFSZ,
                           (unsigned short)k->bid, io_uring_buf_ring_mask(NBUFS), 0);
     io_uring_buf_ring_advance(pbufs.br, 1);
 }
 
-static bool push(struct rsock *s, char *p, uint32_t len, int32_t bid)
+static bool push(struct rsock *s, char *p, uint32_t len, uint32_t cap, int32_t bid)
 {
     if (s->qlen == s->qcap) {
         unsigned cap = s->qcap ? s->qcap * 2 : QUEUE_HIGH * 2;
@@ -126,8 +150,26 @@ static bool push(struct rsock *s, char *p, uint32_t len, int32_t bid)
         s->qcap = cap;
         s->qhead = 0;
     }
-    s->q[(s->qhead + s->qlen++) & (s->qcap - 1)] = (struct chunk){p, len, bid};
+    s->q[(s->qhead + s->qlen++) & (s->qcap - 1)] = (struct chunk){p, len, cap, bid};
     return true;
+}
+
+/* Copies a small arrival to the heap (onto the last chunk if it has room); false: no memory. */
+static bool spill(struct rsock *s, const char *p, uint32_t len)
+{
+    struct chunk *k = s->qlen ? &s->q[(s->qhead + s->qlen - 1) & (s->qcap - 1)] : NULL;
+    if (k && k->bid < 0 && k->cap - k->len >= len) {
+        memcpy(k->p + k->len, p, len);
+        k->len += len;
+        return true;
+    }
+    uint32_t cap = len < SPILL_MIN ? SPILL_MIN : len;
+    char *b = malloc(cap);
+    if (!b) return false;
+    memcpy(b, p, len);
+    if (push(s, b, len, cap, -1)) return true;
+    free(b);
+    return false;
 }
 
 static void pop(struct rsock *s)
@@ -136,6 +178,14 @@ static void pop(struct rsock *s)
     s->qhead = (s->qhead + 1) & (s->qcap - 1);
     s->qlen--;
     s->off = 0;
+}
+
+/* Consumes n bytes of the head chunk. */
+static void take(struct rsock *s, uint32_t n)
+{
+    s->off += n;
+    s->qbytes -= n;
+    if (s->off == s->q[s->qhead].len) pop(s);
 }
 
 static void rsock_free(struct rsock *s)
@@ -221,10 +271,15 @@ static void ended(struct ivy_hub *h, struct rsock *s, int res, bool multi)
     if ((s->waiters.head || s->notify) && !s->qlen && !s->armed && !s->once_armed) arm(h, s);
 }
 
-static void got(struct rsock *s, char *p, int res, int32_t bid)
+static void got(struct rsock *s, char *p, int res, uint32_t cap, int32_t bid)
 {
-    if (!push(s, p, (uint32_t)res, bid)) {
-        chunk_release(&(struct chunk){p, 0, bid});
+    uint32_t len = (uint32_t)res;
+    s->qbytes += len;
+    if (bid >= 0 && len < COPY_BELOW && (s->qlen || !s->waiters.head) && spill(s, p, len)) {
+        chunk_release(&(struct chunk){p, 0, 0, bid});
+    } else if (!push(s, p, len, cap, bid)) {
+        chunk_release(&(struct chunk){p, 0, 0, bid});
+        s->qbytes -= len;
         s->end = -ENOMEM; /* bytes are lost: the stream cannot go on */
         s->has_end = true;
         wake_all(s, 0);
@@ -239,17 +294,18 @@ static void multi_complete(struct ivy_completion *c, int res, uint32_t flags)
     struct rsock *s = (struct rsock *)((char *)c - offsetof(struct rsock, multi));
     struct ivy_hub *h = ivy__hub_tls;
     bool more = flags & IORING_CQE_F_MORE;
+    if (flags & IORING_CQE_F_BUFFER) pbufs.held++;
     if (!more) s->armed = s->stopping = false;
     if (s->closing) {
         if (flags & IORING_CQE_F_BUFFER)
-            chunk_release(&(struct chunk){NULL, 0, (int32_t)(flags >> IORING_CQE_BUFFER_SHIFT)});
+            chunk_release(&(struct chunk){NULL, 0, 0, (int32_t)(flags >> IORING_CQE_BUFFER_SHIFT)});
         if (!s->armed && !s->once_armed) rsock_free(s);
         return;
     }
     if (res > 0) {
         unsigned bid = flags >> IORING_CQE_BUFFER_SHIFT;
-        got(s, pbufs.mem + (size_t)bid * BUFSZ, res, (int32_t)bid);
-        if (more && s->qlen >= QUEUE_HIGH && !s->stopping) {
+        got(s, pbufs.mem + (size_t)bid * BUFSZ, res, 0, (int32_t)bid);
+        if (more && (s->qlen >= QUEUE_HIGH || s->qbytes >= QUEUE_BYTES) && !s->stopping) {
             s->stopping = true;
             cancel(h, &s->multi);
         }
@@ -271,7 +327,7 @@ static void once_complete(struct ivy_completion *c, int res, uint32_t flags)
         s->nobufs = false; /* the next receive tries the ring again */
         char *p = s->once_buf;
         s->once_buf = NULL;
-        got(s, p, res, -1);
+        got(s, p, res, BUFSZ, -1);
     } else {
         ended(h, s, res, false);
     }
@@ -355,8 +411,7 @@ ssize_t ivy_recv(int fd, void *buf, size_t len)
         if (n > len - got) n = len - got;
         memcpy((char *)buf + got, k->p + s->off, n);
         got += n;
-        s->off += (uint32_t)n;
-        if (s->off == k->len) pop(s);
+        take(s, (uint32_t)n);
     }
     return (ssize_t)got;
 }
@@ -385,9 +440,7 @@ ssize_t ivy__recv_peek(int fd, const char **p)
 
 void ivy__recv_take(int fd, size_t n)
 {
-    struct rsock *s = lookup(ivy__hub_tls, fd);
-    s->off += (uint32_t)n;
-    if (s->off == s->q[s->qhead].len) pop(s);
+    take(lookup(ivy__hub_tls, fd), (uint32_t)n);
 }
 
 int ivy__recv_notify(int fd, void (*cb)(void *arg), void *arg)
@@ -435,6 +488,7 @@ void ivy__recv_forget(int fd)
     wake_all(s, -EBADF);
     while (s->qlen)
         pop(s);
+    s->qbytes = 0;
     if (!s->armed && !s->once_armed) {
         rsock_free(s);
         return;

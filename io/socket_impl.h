@@ -29,6 +29,8 @@ void ivy__accept_forget(int fd);
  */
 ssize_t ivy__recv_peek(int fd, const char **p);
 void ivy__recv_take(int fd, size_t n);
+/* Provided-buffer ring buffers this OS thread's sockets hold (for tests and stats). */
+unsigned ivy__recv_ring_held(void);
 void ivy__recv_forget(int fd);
 
 #endif

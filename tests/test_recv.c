@@ -13,10 +13,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include "socket_impl.h"
 
 #include "util.h"
 
@@ -385,6 +388,101 @@ static void a_dry_buffer_ring_delays_but_loses_nothing(void **state)
     free(v);
 }
 
+/* ---- a few bytes each on many unread sockets ------------------------------------------------ */
+
+enum { TRICKLE = 160, SEGMENTS = 8 };
+
+struct trickle {
+    int a[TRICKLE], c[TRICKLE];
+    unsigned armed, in_order;
+    ivy_event *all_armed, *go;
+    unsigned held_max;
+};
+
+static unsigned char trickle_byte(int i, int k)
+{
+    return (unsigned char)(i * 13 + k + 1);
+}
+
+struct trickle_conn {
+    struct trickle *t;
+    int i;
+};
+
+static void *trickle_conn_reader(void *arg)
+{
+    struct trickle_conn *tc = arg;
+    struct trickle *t = tc->t;
+    unsigned char got[SEGMENTS + 1];
+    assert_int_equal(ivy_recv(t->a[tc->i], got, 1), 1); /* arms the receive */
+    if (++t->armed == TRICKLE) ivy_event_set(t->all_armed);
+    assert_int_equal(ivy_event_wait(t->go, -1), 0); /* nobody receives meanwhile */
+    assert_int_equal(ivy_recv_exact(t->a[tc->i], got, SEGMENTS), SEGMENTS);
+    bool ok = true;
+    for (int k = 0; k < SEGMENTS; k++)
+        ok = ok && got[k] == trickle_byte(tc->i, k);
+    t->in_order += ok;
+    return NULL;
+}
+
+static void *trickle_main(void *arg)
+{
+    struct trickle *t = arg;
+    struct trickle_conn tc[TRICKLE];
+    int lfd = ivy_listen("127.0.0.1", 0, TRICKLE, 0);
+    assert_true(lfd >= 0);
+    for (int i = 0; i < TRICKLE; i++) {
+        t->c[i] = ivy_connect("127.0.0.1", ivy_local_port(lfd), 5);
+        t->a[i] = ivy_accept(lfd, NULL);
+        assert_true(t->a[i] >= 0 && t->c[i] >= 0);
+        int one = 1; /* each byte its own segment */
+        setsockopt(t->c[i], IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        assert_int_equal(send(t->c[i], "x", 1, 0), 1);
+        tc[i] = (struct trickle_conn){t, i};
+        ivy_spawn_n(trickle_conn_reader, &tc[i]);
+    }
+    ivy_close(lfd);
+    assert_int_equal(ivy_event_wait(t->all_armed, 10), 0);
+    for (int k = 0; k < SEGMENTS; k++) {
+        for (int i = 0; i < TRICKLE; i++) {
+            unsigned char b = trickle_byte(i, k);
+            assert_int_equal(send(t->c[i], &b, 1, 0), 1);
+        }
+        ivy_sleep(0.002); /* pacing, so that each byte arrives on its own: the hub reaps */
+        unsigned held = ivy__recv_ring_held();
+        if (held > t->held_max) t->held_max = held;
+    }
+    ivy_event_set(t->go);
+    return NULL;
+}
+
+/* 160 connections x 8 one-byte segments, unread: 1280 arrivals, more than the ring's 1024. */
+static void one_byte_segments_on_unread_sockets_hold_no_ring_buffer(void **state)
+{
+    struct trickle *t = calloc(1, sizeof *t);
+    t->all_armed = ivy_event_new();
+    t->go = ivy_event_new();
+    struct ivy_hub_stats before, after;
+    ivy_hub_stats(&before);
+    run_green(trickle_main, t);
+    ivy_hub_stats(&after);
+    printf("recv: %d connections x %d unread one-byte segments: at most %u ring buffers held "
+           "(of 1024), ring empty %llu times\n",
+           TRICKLE, SEGMENTS, t->held_max,
+           (unsigned long long)(after.recv_ring_empty - before.recv_ring_empty));
+    assert_int_equal(t->in_order, TRICKLE);
+    assert_int_equal(after.recv_ring_empty, before.recv_ring_empty);
+    assert_int_equal(t->held_max, 0); /* every arrival copied out, its buffer back at once */
+    assert_int_equal(ivy__recv_ring_held(), 0);
+    for (int i = 0; i < TRICKLE; i++) {
+        ivy_close(t->a[i]);
+        close(t->c[i]);
+    }
+    ivy_event_free(t->all_armed);
+    ivy_event_free(t->go);
+    free(t);
+}
+
 /* ---- the hub goes with sockets still armed -------------------------------------------------- */
 
 static void *own_hub(void *arg)
@@ -419,6 +517,7 @@ int main(void)
         cmocka_unit_test(a_reused_descriptor_starts_fresh_after_close_2),
         cmocka_unit_test(unread_bytes_stay_in_the_kernel_and_arrive_exact),
         cmocka_unit_test(a_dry_buffer_ring_delays_but_loses_nothing),
+        cmocka_unit_test(one_byte_segments_on_unread_sockets_hold_no_ring_buffer),
         cmocka_unit_test(hub_free_releases_armed_sockets),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

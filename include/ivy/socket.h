@@ -55,7 +55,8 @@ int ivy_connect(const char *host, int port, double timeout);
  * Receives what has arrived, up to len (0 at end of stream). The first receive on a socket arms
  * a multishot receive that stays armed until ivy_close, so a request/response connection makes
  * no request per message: bytes that arrive while nobody receives wait in the hub, in order (at
- * most 8 buffers of 16 KiB; beyond that TCP holds the peer back), and a waiting socket holds no
+ * most 128 KiB, small arrivals copied out of the shared buffer ring so that a few bytes never
+ * hold a 16 KiB buffer of it; beyond that TCP holds the peer back), and a waiting socket holds no
  * buffer. Hence: a socket received on is read only through ivy_recv and the reader, and closed
  * with ivy_close, not close(2), which would leave the armed receive holding it open.
  */
