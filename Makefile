@@ -2,14 +2,18 @@
 # ASan+UBSan into build-asan/ and runs every test, `make run` serves, `make bench` measures,
 # `make install PREFIX=/usr/local` installs the library, headers, ivy.pc, the CMake package and
 # the ivy command (DESTDIR is honoured, for packaging).
+# `make fuzz` runs each libFuzzer target (fuzz/) for FUZZ_SECONDS under ASan+UBSan.
 JOBS ?= $(shell nproc)
 PREFIX ?= /usr/local
 TEST_DEPS ?= wrk nginx-light python3 libcurl4-openssl-dev libhiredis-dev libpq-dev redis-server \
              postgresql
 BENCH_DEPS ?= wrk nginx-light python3-gevent python3-eventlet libboost-context-dev libhiredis-dev \
               redis-server
+FUZZ_DEPS ?= clang libfuzzer-14-dev
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= http_parse http_chunked load_resp
 
-.PHONY: all release debug test run bench deps clean format install
+.PHONY: all release debug test run bench fuzz deps clean format install
 
 all: release
 
@@ -48,8 +52,34 @@ bench:
 	  [ -x "$$b" ] && [ -f "$$b" ] && echo "== $$b" && "$$b"; done; \
 	  for s in bench/*.sh; do [ -f "$$s" ] && echo "== $$s" && bash "$$s"; done; true
 
+# Each target: its harness and the one source it fuzzes, built with clang's libFuzzer. New inputs
+# that add coverage go to build-fuzz/corpus-<target> (not kept); crashes to fuzz/crashes/<target>/
+# (kept: once fixed, rename each to say what it was, drop the crash- prefix, and commit it with the
+# fix; `make test` replays them).
+FUZZ_SRC_http_parse = http/parse.c
+FUZZ_SRC_http_chunked = http/chunked.c
+FUZZ_SRC_load_resp = apps/load_resp.c
+FUZZ_CFLAGS = -std=gnu11 -g -O1 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
+  -fno-sanitize-recover=undefined -Iinclude -Ihttp -Iapps -Ifuzz
+
+fuzz:
+	@scripts/deps.sh $(FUZZ_DEPS)
+	@mkdir -p build-fuzz
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  case $$t in http_parse) src="$(FUZZ_SRC_http_parse)";; http_chunked) src="$(FUZZ_SRC_http_chunked)";; \
+	    load_resp) src="$(FUZZ_SRC_load_resp)";; *) echo "no such fuzz target: $$t"; exit 1;; esac; \
+	  clang $(FUZZ_CFLAGS) -o build-fuzz/$$t fuzz/$$t.c $$src; \
+	  mkdir -p build-fuzz/corpus-$$t fuzz/crashes/$$t; \
+	  echo "== fuzz $$t for $(FUZZ_SECONDS) s"; \
+	  build-fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -dict=fuzz/http.dict \
+	    -artifact_prefix=fuzz/crashes/$$t/ build-fuzz/corpus-$$t fuzz/corpus/$$t 2>&1 | \
+	    grep -E '^#[0-9]+[[:space:]]+(INITED|DONE)|stat::number_of_executed_units|ERROR|SUMMARY|check failed' || true; \
+	  if ls fuzz/crashes/$$t/ | grep -qE '^(crash|leak|timeout|oom)-'; then \
+	    echo "fuzz $$t: inputs that fail are in fuzz/crashes/$$t/"; exit 1; fi; \
+	done
+
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz

@@ -153,7 +153,10 @@ int ivy_load_resp_parse(struct ivy_load_resp *r, const char *buf, size_t len, si
         size_t left = len - off;
         switch (r->state) {
         case IVY_RESP_HEAD:
-            if (!left) goto out;
+            if (!left) { /* rc may still be 2, from an interim response just consumed */
+                rc = 0;
+                goto out;
+            }
             n = 0;
             rc = head(r, p, left, &n);
             off += n;

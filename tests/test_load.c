@@ -46,6 +46,7 @@ static int frame(const char *s, size_t step, int *last, bool *close)
         int rc = len > pos ? ivy_load_resp_parse(&r, buf + pos, len - pos, &used) : 0;
         pos += used;
         if (rc < 0) return rc;
+        assert_true(rc <= 1);
         if (rc == 1) {
             count++;
             *last = r.status;
@@ -85,6 +86,23 @@ static void framer_finds_every_response_at_any_split(void **state)
         assert_int_equal(last, 200);
         assert_true(close);
     }
+}
+
+/* Found by fuzz/load_resp.c: an interim response that ends its read returned 2, which the
+   worker took for a whole response. */
+static void framer_interim_response_alone_needs_more_input(void **state)
+{
+    static const char interim[] = "HTTP/1.1 100 Continue\r\n\r\n",
+                      final[] = "HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n";
+    struct ivy_load_resp r;
+    size_t used = 0;
+    ivy_load_resp_init(&r);
+    assert_int_equal(ivy_load_resp_parse(&r, interim, sizeof interim - 1, &used), 0);
+    assert_int_equal(used, sizeof interim - 1);
+    used = 0;
+    assert_int_equal(ivy_load_resp_parse(&r, final, sizeof final - 1, &used), 1);
+    assert_int_equal(used, sizeof final - 1);
+    assert_int_equal(r.status, 201);
 }
 
 static void framer_reads_close_delimited_bodies_and_http10(void **state)
@@ -584,6 +602,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(framer_finds_every_response_at_any_split),
+        cmocka_unit_test(framer_interim_response_alone_needs_more_input),
         cmocka_unit_test(framer_reads_close_delimited_bodies_and_http10),
         cmocka_unit_test(framer_refuses_non_http_at_the_first_byte),
         cmocka_unit_test(cli_rejects_bad_usage_with_status_2),
