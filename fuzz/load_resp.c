@@ -21,21 +21,20 @@ struct run {
     bool eof;
 };
 
-/* Frames what buf[0, len) holds from its start; the bytes consumed. */
+/* Frames what buf[0, len) holds from its start (in one exact-size copy); the bytes consumed. */
 static size_t frame(struct ivy_load_resp *r, struct run *out, const char *buf, size_t len)
 {
+    char *b = fuzz_dup(buf, len);
     size_t pos = 0;
     for (;;) {
-        char *b = fuzz_dup(buf + pos, len - pos);
         size_t used = 0;
-        int rc = ivy_load_resp_parse(r, b, len - pos, &used);
-        free(b);
+        int rc = ivy_load_resp_parse(r, b + pos, len - pos, &used);
         CHECK(rc == 0 || rc == 1 || rc == -EBADMSG || rc == -EMSGSIZE);
         out->rc = rc;
-        if (rc < 0) return pos;
+        if (rc < 0) break;
         CHECK(used <= len - pos);
         pos += used;
-        if (rc == 0) return pos;
+        if (rc == 0) break;
         CHECK(r->status >= 100 && r->status <= 999);
         if (out->n < MAX_RESPONSES) {
             out->status[out->n] = r->status;
@@ -43,6 +42,8 @@ static size_t frame(struct ivy_load_resp *r, struct run *out, const char *buf, s
         }
         out->n++;
     }
+    free(b);
+    return pos;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

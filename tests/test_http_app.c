@@ -3,6 +3,7 @@
  * requests, green sleep, and curl in a child process, against the in-process server of
  * test_http_app.h. The timeouts are test_http_timeouts.c's.
  */
+#include "http_reasons.h"
 #include "test_http_app.h"
 
 #include <spawn.h>
@@ -324,7 +325,7 @@ static void malformed(int port)
         ivy_shutdown(c->fd, SHUT_WR);
         if (t[i].status) {
             char want[512], body[64];
-            const char *reason = ivy_http_reason(t[i].status);
+            const char *reason = reason_phrase(t[i].status);
             int n = snprintf(body, sizeof body, "%d %s\n", t[i].status, reason);
             snprintf(want, sizeof want,
                      "HTTP/1.1 %d %s\r\nServer: ivy\r\nDate: <date>\r\nContent-Type: text/plain\r\n"

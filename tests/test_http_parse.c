@@ -48,6 +48,12 @@ static int parse(const char *s)
     return parse_n(s, strlen(s), &req);
 }
 
+/* Parses s, which must be one whole head: its exact length back. */
+static void parse_whole(const char *s)
+{
+    assert_int_equal(parse(s), strlen(s));
+}
+
 static void assert_slice(struct ivy_http_slice sl, const char *want)
 {
     assert_non_null(sl.p);
@@ -91,13 +97,13 @@ static void path_without_query_has_null_query(void **state)
 
 static void other_target_forms(void **state)
 {
-    assert_true(parse("GET http://example.com/a/b?x=1 HTTP/1.1\r\nHost: e\r\n\r\n") > 0);
+    parse_whole("GET http://example.com/a/b?x=1 HTTP/1.1\r\nHost: e\r\n\r\n");
     assert_slice(req.path, "/a/b");
     assert_slice(req.query, "x=1");
-    assert_true(parse("GET HTTPS://example.com:8443 HTTP/1.1\r\nHost: e\r\n\r\n") > 0);
+    parse_whole("GET HTTPS://example.com:8443 HTTP/1.1\r\nHost: e\r\n\r\n");
     assert_slice(req.path, "/");
     assert_null(req.query.p);
-    assert_true(parse("OPTIONS * HTTP/1.1\r\nHost: e\r\n\r\n") > 0);
+    parse_whole("OPTIONS * HTTP/1.1\r\nHost: e\r\n\r\n");
     assert_int_equal(req.method_id, IVY_HTTP_OPTIONS);
     assert_slice(req.path, "*");
 }
@@ -145,11 +151,11 @@ static void keep_alive_follows_version_and_connection(void **state)
 
 static void expect_continue_only_in_http11(void **state)
 {
-    assert_true(parse("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n"
-                      "Expect: 100-Continue\r\n\r\n") > 0);
+    parse_whole("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n"
+                "Expect: 100-Continue\r\n\r\n");
     assert_true(req.expect_continue);
     assert_int_equal(req.content_length, 5);
-    assert_true(parse("POST / HTTP/1.0\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n") > 0);
+    parse_whole("POST / HTTP/1.0\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
     assert_false(req.expect_continue);
 }
 
@@ -175,14 +181,14 @@ static void leading_empty_lines_are_skipped(void **state)
 
 static void content_length_and_chunked_are_reported(void **state)
 {
-    assert_true(parse("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 007\r\n\r\n") > 0);
+    parse_whole("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 007\r\n\r\n");
     assert_int_equal(req.content_length, 7);
-    assert_true(parse("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n") > 0);
+    parse_whole("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n");
     assert_int_equal(req.content_length, 0);
-    assert_true(parse("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n") > 0);
+    parse_whole("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n");
     assert_true(req.chunked);
     assert_int_equal(req.content_length, -1);
-    assert_true(parse("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1048576\r\n\r\n") > 0);
+    parse_whole("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1048576\r\n\r\n");
     assert_int_equal(req.content_length, 1048576);
 }
 
