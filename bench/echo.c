@@ -2,7 +2,8 @@
  * echo [--conns N] [--seconds S] [--rounds R] [--only ivy|raw]: the abstraction tax, DESIGN.md §6.
  *
  * 64-byte ping-pong on N loopback connections (default 64), one message in flight on each,
- * against two servers measured in the same run, alternately (R rounds, default 3), with medians:
+ *  against two servers measured in the same run, alternately (R rounds, default 3, each server
+ * first in every other round), with medians:
  *   ivy  ivy's green-thread echo server: a green thread per connection looping ivy_recv and
  *        ivy_sendall, in a forked child;
  *   raw  build/bench/raw_echo_server, the no-coroutine liburing completion loop, exec'd.
@@ -17,6 +18,7 @@
  * process's CPU time from /proc/PID/stat and prints CPU microseconds per message, which other
  * load on the machine disturbs far less.
  */
+#include "bench.h"
 #include "ivy/ivy.h"
 
 #include <liburing.h>
@@ -467,18 +469,6 @@ static struct result measure(const char *name, bool ivy, int conns, double secon
     return r;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 static void usage(void)
 {
     fprintf(stderr, "usage: echo [--conns N] [--seconds S] [--rounds R] [--only ivy|raw]\n");
@@ -521,9 +511,16 @@ int main(int argc, char **argv)
     double ivy_rps[MAX_ROUNDS], raw_rps[MAX_ROUNDS], ivy_cpu[MAX_ROUNDS], raw_cpu[MAX_ROUNDS];
     for (int r = 0; r < rounds; r++) {
         printf("round %d\n", r + 1);
-        struct result none = {.rps = NAN, .server_cpu_us = NAN};
-        struct result a = strcmp(only, "raw") ? measure("ivy", true, conns, seconds) : none;
-        struct result b = strcmp(only, "ivy") ? measure("raw", false, conns, seconds) : none;
+        struct result none = {.rps = NAN, .server_cpu_us = NAN}, a = none, b = none;
+        /* Alternately first, so that a drift in the machine's state (caches, frequency, other
+           load) does not always favour the same server. */
+        for (int k = 0; k < 2; k++) {
+            if ((k == 0) == (r % 2 == 0)) {
+                if (strcmp(only, "raw")) a = measure("ivy", true, conns, seconds);
+            } else {
+                if (strcmp(only, "ivy")) b = measure("raw", false, conns, seconds);
+            }
+        }
         ivy_rps[r] = a.rps;
         ivy_cpu[r] = a.server_cpu_us;
         raw_rps[r] = b.rps;
@@ -533,9 +530,9 @@ int main(int argc, char **argv)
     double icpu = median(ivy_cpu, rounds), rcpu = median(raw_cpu, rounds);
     printf("ivy_echo_rps: %.0f req/s\n", irps);
     printf("raw_uring_echo_rps: %.0f req/s\n", rrps);
-    printf("echo_ratio: %.3f x\n", irps / rrps);
+    print_ratio("echo_ratio", irps, rrps);
     printf("ivy_echo_cpu_us: %.3f us/msg\n", icpu);
     printf("raw_echo_cpu_us: %.3f us/msg\n", rcpu);
-    printf("echo_cpu_ratio: %.3f x\n", rcpu / icpu); /* raw's cost over ivy's: 1 is no tax */
+    print_ratio("echo_cpu_ratio", rcpu, icpu); /* raw's cost over ivy's: 1 is no tax */
     return 0;
 }

@@ -12,9 +12,11 @@
  *                       vm.max_map_count the rest have none (the stack allocator says so once)
  *   million_maps:       the process's kernel mappings then (/proc/self/maps lines)
  *   million_free_s:     freeing them all, each killed with IVY_EXIT
- *   million_page_touch_s: the peer, what the machine itself charges: one write to each of
- *                       1,000,000 fresh pages laid out as the stacks are. Each greenlet must
- *                       touch at least one page of its own, so this bounds million_create_s.
+ *   million_page_touch_s: a reference, what the machine charges for the pages: one write to
+ *                       each of 1,000,000 fresh pages laid out as the stacks are, mapped as
+ *                       ivy maps them (MAP_STACK: no transparent huge pages). Not a lower
+ *                       bound on million_create_s: ivy pre-faults a slab's top pages in one
+ *                       MADV_POPULATE_WRITE call, cheaper than a page fault each.
  */
 #include <ivy/ivy.h>
 
@@ -77,12 +79,13 @@ static long count_maps(void)
     return n;
 }
 
-/* One write to the top page of each of MILLION slots of a default stack and a guard page. */
+/* One write to the top page of each of MILLION slots of a default stack and a guard page, in a
+   mapping made as runtime/stack.c makes its slabs. */
 static double page_touch_s(void)
 {
     size_t slot = ivy_stack_default_size() + (size_t)sysconf(_SC_PAGESIZE);
     char *m = mmap(NULL, MILLION * slot, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
     if (m == MAP_FAILED) return -1;
     double t0 = now_s();
     for (size_t i = 0; i < MILLION; i++)

@@ -187,7 +187,7 @@ measure() {
                (b[2] - a[2]) / 1e9 / d * 100 }'
 }
 
-median() { sort -g | awk '{v[NR] = $1} END {print NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+median() { sort -g | awk '{v[NR] = $1} END {if (!NR) print "n/a"; else print NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 
 # Every server runs from the start (idle ones cost nothing); rounds interleave them, so that a
 # change in the machine's load touches all of them alike.
@@ -207,7 +207,8 @@ for round in $(seq "$ROUNDS"); do
 done
 
 col() { printf '%s' "${R[$1]:-}" | awk -v c="$2" 'NF {print $c}' | median; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", (b > 0 ? a / b : 0) }'; }
+# A ratio whose peer is missing (not installed, failed to start) or zero is n/a, never 0.
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/ && b > 0) printf "%.3f", a / b; else printf "n/a" }'; }
 
 echo "http: wrk -t1 -c64 -d${DURATION}s, servers on cpu $SERVER_CPU, wrk on cpu $CLIENT_CPU, $ROUNDS round(s), medians"
 for mode in ka pipe; do

@@ -81,10 +81,14 @@ for i in $(seq "$RUNS"); do
   ivy_rps+=("$ar") wrk_rps+=("$br")
   ivy_us+=("$(awk -v c="$ac" -v n="$an" 'BEGIN {printf "%.3f", c * 1e6 / n}')")
   wrk_us+=("$(awk -v c="$bc" -v n="$bn" 'BEGIN {printf "%.3f", c * 1e6 / n}')")
-  ratio+=("$(awk -v a="$ar" -v b="$br" 'BEGIN {printf "%.3f", a / b}')")
+  # n/a when a generator reported nothing (the median then counts it as missing)
+  ratio+=("$(awk -v a="$ar" -v b="$br" 'BEGIN { if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/ && b > 0) printf "%.3f", a / b; else printf "n/a" }')")
   echo "run $i: ivy load $ar req/s (${ivy_us[-1]} us/req), wrk $br req/s (${wrk_us[-1]} us/req)" >&2
 done
-median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
+median() { # of the numeric values; n/a when there are none
+  printf '%s\n' "$@" | grep -E '^[0-9.]+$' | sort -g |
+    awk '{v[NR] = $1} END {if (NR) print v[int((NR + 1) / 2)]; else print "n/a"}'
+}
 
 echo "config: nginx return 200, 1 worker on CPU $NGX_CPU; generators on CPU $GEN_CPU;" \
   "$CONNS connections, ${DURATION}s, median of $RUNS"

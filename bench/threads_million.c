@@ -8,9 +8,11 @@
  *
  *   create_s: from the first spawn until the last thread is asleep, all THREADS asleep at once
  *   create_per_thread_ns: the same, per thread
- *   page_first_touch_ns: the peer, measured in the same run: writing one byte into a fresh page
- *     of each of PROBE_PAGES slots of a stack's size, as every new thread must touch its stack's
- *     top page once; it bounds create_per_thread_ns from below
+ *   page_first_touch_ns: a reference, measured in the same run: writing one byte into a fresh
+ *     page of each of PROBE_PAGES slots of a stack's size, mapped as ivy maps stacks (MAP_STACK:
+ *     no transparent huge pages), as every new thread's stack top page must be touched once.
+ *     Not a lower bound on create_per_thread_ns: ivy pre-faults a slab's top pages in one
+ *     MADV_POPULATE_WRITE call, cheaper than a page fault each
  *   rss_mib: resident memory added by then (VmRSS in /proc/self/status), stacks included
  *   rss_per_thread_kib: the same, per thread
  *   pte_mib: page tables added (VmPTE, not part of VmRSS)
@@ -97,7 +99,7 @@ static void *spawner(void *arg)
 static double page_first_touch_ns(size_t n, size_t stride)
 {
     char *m = mmap(NULL, n * stride, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
     if (m == MAP_FAILED) return -1;
     uint64_t t0 = ivy_now_ns();
     for (size_t i = 0; i < n; i++)
