@@ -306,28 +306,31 @@ static void run_crash_child(const char *mode, char *buf, size_t cap, int *status
     run_capture(self, argv, 2, buf, cap, status);
 }
 
+/* The child of `mode` must abort with the guard-page report naming greenlet `name`. */
+static void expect_guard_report(const char *mode, const char *name)
+{
+    char buf[4096], want[256];
+    int status;
+    run_crash_child(mode, buf, sizeof buf, &status);
+    assert_true(WIFSIGNALED(status));
+    assert_int_equal(WTERMSIG(status), SIGABRT);
+    snprintf(want, sizeof want,
+             "ivy: stack overflow in greenlet '%s': its stack of 65536 bytes ran into the guard "
+             "page; give it a larger stack\n",
+             name);
+    assert_non_null(strstr(buf, want));
+}
+
 static void stack_overflow_names_greenlet_and_stack_size_then_aborts(void **state)
 {
     (void)state;
-    char buf[4096];
-    int status;
-    run_crash_child("overflow", buf, sizeof buf, &status);
-    assert_true(WIFSIGNALED(status));
-    assert_int_equal(WTERMSIG(status), SIGABRT);
-    assert_non_null(strstr(buf, "ivy: stack overflow in greenlet 'deep-diver': its stack of "
-                                "65536 bytes ran into the guard page; give it a larger stack\n"));
+    expect_guard_report("overflow", "deep-diver");
 }
 
 static void frame_larger_than_the_guard_faults_in_its_own_guard(void **state)
 {
     (void)state;
-    char buf[4096];
-    int status;
-    run_crash_child("clash", buf, sizeof buf, &status);
-    assert_true(WIFSIGNALED(status));
-    assert_int_equal(WTERMSIG(status), SIGABRT);
-    assert_non_null(strstr(buf, "ivy: stack overflow in greenlet 'big-frame': its stack of "
-                                "65536 bytes ran into the guard page; give it a larger stack\n"));
+    expect_guard_report("clash", "big-frame");
 }
 
 static void wild_write_reported_as_fatal_sigsegv(void **state)

@@ -59,29 +59,28 @@ static int try_connect(int af, const char *addr, int port)
     return rc;
 }
 
-static void listen_on_every_address_and_on_localhost(void **state)
+/* Listens on host: it must be bound to the IPv4 address want and take a connection. */
+static void listen_v4(const char *host, uint32_t want)
 {
-    static const char *const any[] = {NULL, "", "*", "0.0.0.0"};
-    for (size_t i = 0; i < sizeof any / sizeof *any; i++) {
-        int fd = ivy_listen(any[i], 0, 8, 0);
-        assert_true(fd >= 0);
-        struct sockaddr_storage ss = bound(fd);
-        assert_int_equal(ss.ss_family, AF_INET);
-        assert_int_equal(((struct sockaddr_in *)&ss)->sin_addr.s_addr, htonl(INADDR_ANY));
-        assert_int_equal(try_connect(AF_INET, "127.0.0.1", ivy_local_port(fd)), 0);
-        close(fd);
-    }
-    int fd = ivy_listen("localhost", 0, 8, 0);
+    int fd = ivy_listen(host, 0, 8, 0);
     assert_true(fd >= 0);
     struct sockaddr_storage ss = bound(fd);
     assert_int_equal(ss.ss_family, AF_INET);
-    assert_int_equal(((struct sockaddr_in *)&ss)->sin_addr.s_addr, htonl(INADDR_LOOPBACK));
+    assert_int_equal(((struct sockaddr_in *)&ss)->sin_addr.s_addr, htonl(want));
     assert_int_equal(try_connect(AF_INET, "127.0.0.1", ivy_local_port(fd)), 0);
     close(fd);
+}
+
+static void listen_on_every_address_and_on_localhost(void **state)
+{
+    static const char *const any[] = {NULL, "", "*", "0.0.0.0"};
+    for (size_t i = 0; i < sizeof any / sizeof *any; i++)
+        listen_v4(any[i], INADDR_ANY);
+    listen_v4("localhost", INADDR_LOOPBACK);
     /* Misuse and names that cannot be. */
     assert_int_equal(ivy_listen("127.0.0.1", -1, 8, 0), -EINVAL);
     assert_int_equal(ivy_listen("no-such-host..invalid", 0, 8, 0), -ENOENT); /* no DNS asked */
-    fd = ivy_listen("127.0.0.1", 0, 8, 0);
+    int fd = ivy_listen("127.0.0.1", 0, 8, 0);
     assert_int_equal(ivy_listen("127.0.0.1", ivy_local_port(fd), 8, 0), -EADDRINUSE);
     close(fd);
 }
