@@ -14,11 +14,11 @@
  * faster than the application reads) has its receive cancelled, so further bytes wait in the
  * kernel's socket buffer and TCP flow control pushes back on the peer; the next receive that finds
  * the queue drained arms it again. Bytes, not buffers: a chunk of less than COPY_BELOW bytes that
- * nobody is about to read (no waiter, or bytes queued before it) is copied into a small heap chunk
- * of the socket's (coalescing with the one before it) and its ring buffer goes straight back, so
- * a peer trickling single bytes to a connection that is not reading holds a few bytes of heap,
- * not a 16 KiB ring buffer per byte: the ring buffers a socket holds are at least half full, bar
- * the one being read. (The kernel's incremental buffer consumption, IOU_PBUF_RING_INC, would pack
+ * nobody is about to read (no waiter nor ivy__recv_notify callback, or bytes queued before it) is
+ * copied into a small heap chunk of the socket's (coalescing with the one before it) and its ring
+ * buffer goes straight back, so a peer trickling single bytes to a connection that is not reading
+ * holds a few bytes of heap, not a 16 KiB ring buffer per byte: the ring buffers a socket holds
+ * are at least half full, bar the one being read. (The kernel's incremental buffer consumption, IOU_PBUF_RING_INC, would pack
  * small arrivals too, but many sockets' bytes then share a buffer, and one parked byte still
  * holds all of it.) When the ring runs dry (-ENOBUFS), a waiting receiver gets one plain
  * receive into a buffer of its own, so nobody spins waiting for buffers to come back; the
@@ -126,8 +126,9 @@ static void chunk_release(const struct chunk *k)
 {
     if (k->bid < 0) {
         /* A receive of its own, made while the ring was dry: in a burst of thousands, their
-         * touched pages would stay with the allocator once the burst is over. */
-        madvise(k->p, BUFSZ, MADV_DONTNEED);
+         * touched pages would stay with the allocator once the burst is over. Not a small
+         * chunk copied out of the ring (spill): it is smaller than a page and shares them. */
+        if (k->cap == BUFSZ) madvise(k->p, BUFSZ, MADV_DONTNEED);
         free(k->p);
         return;
     }
@@ -275,10 +276,12 @@ static void got(struct rsock *s, char *p, int res, uint32_t cap, int32_t bid)
 {
     uint32_t len = (uint32_t)res;
     s->qbytes += len;
-    if (bid >= 0 && len < COPY_BELOW && (s->qlen || !s->waiters.head) && spill(s, p, len)) {
+    /* Nobody about to read it: a waiter (or ivy__recv_notify's callback) would take it now. */
+    bool held = s->qlen || (!s->waiters.head && !s->notify);
+    if (bid >= 0 && len < COPY_BELOW && held && spill(s, p, len)) {
         chunk_release(&(struct chunk){p, 0, 0, bid});
     } else if (!push(s, p, len, cap, bid)) {
-        chunk_release(&(struct chunk){p, 0, 0, bid});
+        chunk_release(&(struct chunk){p, 0, cap, bid});
         s->qbytes -= len;
         s->end = -ENOMEM; /* bytes are lost: the stream cannot go on */
         s->has_end = true;
