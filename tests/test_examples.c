@@ -31,24 +31,15 @@ static pid_t start_example(const char *name, int port)
 
 static void stop_example(pid_t pid)
 {
-    kill(pid, SIGTERM);
-    int status = wait_exit_ms(pid, 10000);
-    assert_true(WIFEXITED(status));
-    assert_int_equal(WEXITSTATUS(status), 0);
+    assert_true(terminated_cleanly(pid, 10000));
 }
 
 /* curl's whole output for args (status line, headers and body with -i). */
 static const char *curl(const char *args)
 {
-    static char out[8192];
     char cmd[512];
     snprintf(cmd, sizeof cmd, "curl -sS -i --max-time 5 %s 2>&1", args);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    size_t n = fread(out, 1, sizeof out - 1, p);
-    out[n] = 0;
-    pclose(p);
-    return out;
+    return command_output(cmd);
 }
 
 static const char *body_of(const char *response)

@@ -119,10 +119,7 @@ static pid_t serve_module(const char *so, int port, const char *workers)
 
 static void stop_serve(pid_t pid)
 {
-    kill(pid, SIGTERM);
-    int status = wait_exit_ms(pid, 10000);
-    assert_true(WIFEXITED(status));
-    assert_int_equal(WEXITSTATUS(status), 0);
+    assert_true(terminated_cleanly(pid, 10000));
 }
 
 /* One request on a new connection: the body (static buffer). */

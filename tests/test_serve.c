@@ -111,18 +111,6 @@ static void stop(pid_t pid)
     assert_int_equal(WEXITSTATUS(status), 0);
 }
 
-/* Runs a command, returns its stdout (static buffer). */
-static const char *run(const char *cmd)
-{
-    static char out[65536];
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    size_t n = fread(out, 1, sizeof out - 1, p);
-    out[n] = 0;
-    pclose(p);
-    return out;
-}
-
 static void curl_and_raw_clients_reach_both_workers(void **state)
 {
     int port = free_port();
@@ -130,7 +118,7 @@ static void curl_and_raw_clients_reach_both_workers(void **state)
     char cmd[1024], seen[2][32] = {"", ""};
     for (int i = 0; i < 60 && !seen[1][0]; i++) {
         snprintf(cmd, sizeof cmd, "curl -s -i http://127.0.0.1:%d/", port);
-        const char *r = run(cmd);
+        const char *r = command_output(cmd);
         assert_non_null(strstr(r, "HTTP/1.1 200 OK\r\n"));
         assert_non_null(strstr(r, "\r\n\r\nHello, World!"));
         const char *w = strstr(r, "X-Ivy-Worker: ");
@@ -161,7 +149,7 @@ static void curl_and_raw_clients_reach_both_workers(void **state)
     assert_int_equal(bodies, 2);
     close(fd);
     snprintf(cmd, sizeof cmd, "%s stats %d --once", ivy_binary(), (int)sup);
-    const char *table = run(cmd);
+    const char *table = command_output(cmd);
     assert_non_null(strstr(table, "ivy http on 127.0.0.1:"));
     assert_non_null(strstr(table, "\n0 "));
     assert_non_null(strstr(table, "\n1 "));
@@ -243,7 +231,7 @@ static void load_count_matches_serve_counters(void **state)
     pid_t sup = serve(port, (const char *[]){"--workers", "2", NULL});
     char cmd[1024];
     snprintf(cmd, sizeof cmd, "%s load 127.0.0.1:%d/ -c 8 -d 1 -t 1 --json", ivy_binary(), port);
-    const char *out = run(cmd);
+    const char *out = command_output(cmd);
     const char *p = strstr(out, "\"requests\": ");
     assert_non_null(p);
     long reported = strtol(p + 12, NULL, 10);
@@ -320,7 +308,7 @@ static void serve_as_nobody_answers(void **state)
     pid_t sup = serve(port, (const char *[]){"--workers", "1", "--user", "nobody", NULL});
     char cmd[256];
     snprintf(cmd, sizeof cmd, "curl -s -i http://127.0.0.1:%d/", port);
-    const char *r = run(cmd);
+    const char *r = command_output(cmd);
     assert_non_null(strstr(r, "HTTP/1.1 200 OK\r\n"));
     const char *w = strstr(r, "X-Ivy-Worker: 0/");
     assert_non_null(w);
@@ -328,7 +316,7 @@ static void serve_as_nobody_answers(void **state)
     char path[64], want[64];
     snprintf(path, sizeof path, "grep '^Uid:' /proc/%d/status", pid);
     snprintf(want, sizeof want, "Uid:\t%u\t%u\t%u\t%u\n", nobody, nobody, nobody, nobody);
-    assert_string_equal(run(path), want);
+    assert_string_equal(command_output(path), want);
     stop(sup);
 }
 
@@ -348,7 +336,7 @@ static void a_huge_timeout_does_not_kill_workers(void **state)
     sleep_ms(300); /* 30 of the supervisor's 10 ms watchdog ticks: an observation window */
     char cmd[256];
     snprintf(cmd, sizeof cmd, "curl -s http://127.0.0.1:%d/", port);
-    assert_non_null(strstr(run(cmd), "Hello, World!"));
+    assert_non_null(strstr(command_output(cmd), "Hello, World!"));
     for (unsigned i = 0; i < shm->nslots; i++) {
         if (!IVY_LOAD(shm->slot[i].pid)) continue;
         assert_int_equal((pid_t)shm->slot[i].pid, first);

@@ -104,6 +104,17 @@ static inline bool wait_for_text(const char *path, const char *needle, int ms)
     return strstr(slurp(path), needle) != NULL;
 }
 
+/* A shell command's standard output (static buffer, NUL-terminated; "" if it cannot run). */
+static inline const char *command_output(const char *cmd)
+{
+    static char out[65536];
+    FILE *p = popen(cmd, "r");
+    size_t n = p ? fread(out, 1, sizeof out - 1, p) : 0;
+    out[n] = 0;
+    if (p) pclose(p);
+    return out;
+}
+
 /* Waits up to ms for pid to exit: its wait status, or -1 (then it is killed). */
 static inline int wait_exit_ms(pid_t pid, int ms)
 {
@@ -113,5 +124,13 @@ static inline int wait_exit_ms(pid_t pid, int ms)
     kill(pid, SIGKILL);
     waitpid(pid, &status, 0);
     return -1;
+}
+
+/* SIGTERM, then true once pid exited 0 within ms (a drained server). */
+static inline bool terminated_cleanly(pid_t pid, int ms)
+{
+    kill(pid, SIGTERM);
+    int status = wait_exit_ms(pid, ms);
+    return status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0;
 }
 #endif
