@@ -6,7 +6,7 @@
 JOBS ?= $(shell nproc)
 PREFIX ?= /usr/local
 TEST_DEPS ?= wrk nginx-light python3 libcurl4-openssl-dev libhiredis-dev libpq-dev redis-server \
-             postgresql
+             postgresql openssl
 BENCH_DEPS ?= wrk nginx-light python3-gevent python3-eventlet libboost-context-dev libhiredis-dev \
               redis-server
 FUZZ_DEPS ?= clang libfuzzer-14-dev

@@ -5,6 +5,8 @@
  */
 #include "load_impl.h"
 
+#include <ivy/tls.h>
+
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
@@ -18,6 +20,7 @@
 static const char usage[] =
     "usage: ivy load HOST:PORT[/path] [options]\n"
     "       ivy load http://HOST[:PORT][/path] [options]\n"
+    "       ivy load https://HOST[:PORT][/path] [options]\n"
     "\n"
     "Sends HTTP/1.1 GET requests on keep-alive connections (or, with --echo, raw messages\n"
     "that must come back unchanged) for a fixed time, then reports latency and throughput.\n"
@@ -35,6 +38,10 @@ static const char usage[] =
     "  -H, --header H       add a request header, \"Name: value\" (repeatable)\n"
     "      --timeout T      a request unanswered after T counts as a timeout (default 2s)\n"
     "      --json           print one JSON object instead of the report\n"
+    "  -k, --insecure       https: accept any certificate for any name\n"
+    "      --cacert FILE    https: trust the certificates in FILE (PEM), not the system's\n"
+    "      --no-resume      https: a full handshake on every connection (default: resume\n"
+    "                       the session the previous connection was given)\n"
     "      --latency        accepted for wrk compatibility: the distribution is always shown\n"
     "  -h, --help           this text\n"
     "\n"
@@ -104,12 +111,14 @@ static bool parse_uint(const char *s, unsigned max, unsigned *out)
     return true;
 }
 
-/* HOST:PORT[/path], [V6]:PORT[/path], or http://HOST[:PORT][/path]. */
+/* HOST:PORT[/path], [V6]:PORT[/path], or http[s]://HOST[:PORT][/path]. */
 static int parse_target(struct cli *c, const char *t)
 {
     bool scheme = false;
-    if (!strncasecmp(t, "https://", 8)) return usage_error("%s: TLS is not supported", t);
-    if (!strncasecmp(t, "http://", 7)) {
+    if (!strncasecmp(t, "https://", 8)) {
+        t += 8;
+        scheme = c->o.tls = true;
+    } else if (!strncasecmp(t, "http://", 7)) {
         t += 7;
         scheme = true;
     }
@@ -133,7 +142,7 @@ static int parse_target(struct cli *c, const char *t)
     snprintf(c->host, sizeof c->host, "%.*s", (int)hlen, h);
     if (!colon) {
         if (!scheme) return usage_error("%s: give the port, as HOST:PORT", t);
-        c->o.port = 80;
+        c->o.port = c->o.tls ? 443 : 80;
     } else {
         char *end;
         long port = strtol(colon + 1, &end, 10);
@@ -157,7 +166,7 @@ static int add_header(struct cli *c, const char *h)
     return 0;
 }
 
-enum { OPT_TIMEOUT = 256, OPT_JSON, OPT_LATENCY };
+enum { OPT_TIMEOUT = 256, OPT_JSON, OPT_LATENCY, OPT_CACERT, OPT_NO_RESUME };
 
 static int parse_args(struct cli *c, int argc, char **argv)
 {
@@ -173,6 +182,9 @@ static int parse_args(struct cli *c, int argc, char **argv)
         {"timeout", required_argument, NULL, OPT_TIMEOUT},
         {"json", no_argument, NULL, OPT_JSON},
         {"latency", no_argument, NULL, OPT_LATENCY},
+        {"insecure", no_argument, NULL, 'k'},
+        {"cacert", required_argument, NULL, OPT_CACERT},
+        {"no-resume", no_argument, NULL, OPT_NO_RESUME},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -184,7 +196,7 @@ static int parse_args(struct cli *c, int argc, char **argv)
     opterr = 0;
     int opt;
     double x;
-    while ((opt = getopt_long(argc, argv, ":c:d:R:t:w:p:e:H:h", longs, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, ":c:d:R:t:w:p:e:H:hk", longs, NULL)) != -1) {
         switch (opt) {
         case 'c':
             if (!parse_uint(optarg, 1000000, &c->o.connections))
@@ -224,6 +236,15 @@ static int parse_args(struct cli *c, int argc, char **argv)
             break;
         case OPT_LATENCY:
             break;
+        case 'k':
+            c->o.insecure = true;
+            break;
+        case OPT_CACERT:
+            c->o.ca_file = optarg;
+            break;
+        case OPT_NO_RESUME:
+            c->o.no_resume = true;
+            break;
         case 'h':
             fputs(usage, stdout);
             return -1;
@@ -246,9 +267,19 @@ static int parse_args(struct cli *c, int argc, char **argv)
     c->o.path = c->path;
     c->o.headers = c->headers_len ? c->headers : NULL;
     if (c->o.echo_size)
-        snprintf(c->shown, sizeof c->shown, "%s (echo)", c->host_hdr);
+        snprintf(c->shown, sizeof c->shown, "%s (echo%s)", c->host_hdr,
+                 c->o.tls ? " over TLS" : "");
     else
-        snprintf(c->shown, sizeof c->shown, "http://%s%s", c->host_hdr, c->path);
+        snprintf(c->shown, sizeof c->shown, "%s://%s%s", c->o.tls ? "https" : "http", c->host_hdr,
+                 c->path);
+    if ((c->o.insecure || c->o.ca_file || c->o.no_resume) && !c->o.tls)
+        return usage_error("%s", "--insecure, --cacert and --no-resume are for https:// targets");
+    if (c->o.tls) { /* a bad CA file is a usage error, said before anything runs */
+        char msg[512];
+        struct ivy_tls_ctx *ctx;
+        if (ivy__load_tls_ctx(&c->o, &ctx, msg, sizeof msg) < 0) return usage_error("%s", msg);
+        ivy_tls_ctx_free(ctx);
+    }
     return 0;
 }
 
@@ -268,10 +299,13 @@ static void explain(const struct cli *c, const struct ivy_load_result *r)
                                                     "the connection failed while writing",
                                                     "the server did not answer in time",
                                                     "every response had status >= 400",
-                                                    "the server does not speak HTTP/1.x"};
+                                                    "the server does not speak HTTP/1.x",
+                                                    "the TLS handshake failed"};
     fprintf(stderr, "ivy load: no request to %s succeeded", c->target);
     if (worst >= 0) fprintf(stderr, ": %s", what[worst]);
-    if (worst == IVY_LOAD_ERR_PARSE && c->o.echo_size)
+    if (worst == IVY_LOAD_ERR_TLS && r->tls_error[0])
+        fprintf(stderr, " (%s)", r->tls_error);
+    else if (worst == IVY_LOAD_ERR_PARSE && c->o.echo_size)
         fprintf(stderr, " (the echoes differ from what was sent)");
     else if (worst >= IVY_LOAD_ERR_CONNECT && worst <= IVY_LOAD_ERR_WRITE &&
              r->first_error[worst] < 0)

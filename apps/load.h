@@ -45,6 +45,11 @@ struct ivy_load_opts {
     size_t echo_size;     /* > 0: raw echo, messages of this many bytes; 0: HTTP GET */
     double timeout;       /* seconds a request may take before it counts as timed out; 0: 2 */
     bool progress;        /* a live progress line on stderr while running */
+    /* https: TLS on every connection, with ivy's client (include/ivy/tls.h). */
+    bool tls;
+    bool insecure;       /* TLS: verify neither the certificate nor the name */
+    bool no_resume;      /* TLS: a full handshake on every connection, no session offered */
+    const char *ca_file; /* TLS: trust anchors (PEM); NULL: the system's */
 };
 
 /* What can go wrong with a request, each counted apart. */
@@ -55,6 +60,7 @@ enum ivy_load_error {
     IVY_LOAD_ERR_TIMEOUT, /* no complete response within the timeout: one per request */
     IVY_LOAD_ERR_STATUS,  /* a complete HTTP response with status >= 400 (still counted done) */
     IVY_LOAD_ERR_PARSE,   /* not HTTP/1.x, malformed, or (echo) bytes that differ from sent */
+    IVY_LOAD_ERR_TLS,     /* the TLS handshake failed (certificate refused, protocol error) */
     IVY_LOAD_NERR,
 };
 
@@ -64,6 +70,9 @@ struct ivy_load_result {
     uint64_t bytes_read;    /* every byte received, heads included */
     uint64_t bytes_written; /* every byte sent */
     uint64_t connects;      /* connections established */
+    uint64_t handshakes;    /* TLS handshakes completed ... */
+    uint64_t resumed;       /* ... of which resumed a session */
+    char tls_error[128];    /* the first handshake failure, in OpenSSL's words */
     uint64_t errors[IVY_LOAD_NERR];
     /* The first failure of each kind, to explain the counts: a negative errno, or for
      * IVY_LOAD_ERR_STATUS the first status >= 400. 0 when none. */
@@ -96,7 +105,8 @@ void ivy_load_print(const struct ivy_load_opts *o, const struct ivy_load_result 
 
 /*
  * `ivy load HOST:PORT[/path] -c CONNS -d SECONDS [-R RATE] [--workers N] [--pipeline N]
- * [--echo SIZE] [--timeout S] [--json]`; argv[0] is "load". Returns the exit status: 0 when
+ * [--echo SIZE] [--timeout S] [--json]`, or https://HOST[:PORT][/path] with [--insecure]
+ * [--cacert FILE] [--no-resume]; argv[0] is "load". Returns the exit status: 0 when
  * some request succeeded, 1 when none did (or a worker died), 2 for a usage error.
  */
 int ivy_load_main(int argc, char **argv);

@@ -66,7 +66,8 @@ struct ivy_load_plan {
     unsigned workers; /* after defaults */
     int *cpus;        /* workers[i] runs on cpus[i % ncpus] */
     unsigned ncpus;
-    uint64_t t0, deadline; /* ivy_now_ns() instants shared by every worker */
+    uint64_t t0, deadline;   /* ivy_now_ns() instants shared by every worker */
+    struct ivy_tls_ctx *tls; /* https: the client context, made before the fork */
 };
 
 /* Published by each worker every 100 ms for the parent's progress line; a line apiece. */
@@ -93,6 +94,10 @@ int ivy__load_worker(const struct ivy_load_plan *p, unsigned index,
 
 /* host's first address, numeric, into out; -ENOENT when it does not resolve (load_run.c). */
 int ivy__load_resolve(const char *host, char *out, size_t n);
+
+/* The TLS client context opts ask for: 0 and *out, or a negative errno and msg (load_run.c). */
+int ivy__load_tls_ctx(const struct ivy_load_opts *o, struct ivy_tls_ctx **out, char *msg,
+                      size_t msglen);
 
 /* The number of workers opts ask for, after defaults (load_run.c). */
 unsigned ivy__load_workers(const struct ivy_load_opts *o);

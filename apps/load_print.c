@@ -11,8 +11,8 @@
 #include <stdio.h>
 #include <string.h>
 
-static const char *const kind_names[IVY_LOAD_NERR] = {"connect", "read",   "write",
-                                                      "timeout", "status", "parse"};
+static const char *const kind_names[IVY_LOAD_NERR] = {"connect", "read",  "write", "timeout",
+                                                      "status",  "parse", "tls"};
 static const double pcts[] = {50, 75, 90, 99, 99.9, 99.99, 100};
 
 uint64_t ivy_load_succeeded(const struct ivy_load_result *r)
@@ -80,9 +80,12 @@ static double percent_below(const ivy_hist *h, double x)
 }
 
 /* Why the first error of a kind happened, in words. */
-static const char *cause(const struct ivy_load_opts *o, int kind, int err, char *buf, size_t n)
+static const char *cause(const struct ivy_load_opts *o, const struct ivy_load_result *r, int kind,
+                         int err, char *buf, size_t n)
 {
-    if (kind == IVY_LOAD_ERR_STATUS) {
+    if (kind == IVY_LOAD_ERR_TLS && r->tls_error[0]) {
+        snprintf(buf, n, "%s", r->tls_error);
+    } else if (kind == IVY_LOAD_ERR_STATUS) {
         snprintf(buf, n, "first: %d", err);
     } else if (kind == IVY_LOAD_ERR_TIMEOUT) {
         snprintf(buf, n, "no response within %gs", o->timeout);
@@ -123,7 +126,7 @@ static double due(const struct ivy_load_opts *o, const struct ivy_load_result *r
 static void print_text(const struct ivy_load_opts *o, const struct ivy_load_result *r,
                        const char *target)
 {
-    char a[64], b[64];
+    char a[64], b[160];
     const ivy_hist *h = &r->latency;
     printf("  Worker Stats%6s%11s%8s%12s\n", "Avg", "Stdev", "Max", "+/- Stdev");
     double mean = ivy_hist_mean(h), sd = ivy_hist_stddev(h);
@@ -147,6 +150,10 @@ static void print_text(const struct ivy_load_opts *o, const struct ivy_load_resu
     double el = r->elapsed > 0 ? r->elapsed : o->duration;
     printf("  %llu requests in %.2fs, %sB read\n", (unsigned long long)r->requests, el,
            binary(a, sizeof a, (double)r->bytes_read));
+    if (o->tls)
+        printf("  %llu TLS handshakes (%llu resumed), %.2f handshakes/sec\n",
+               (unsigned long long)r->handshakes, (unsigned long long)r->resumed,
+               (double)r->handshakes / el);
     if (o->rate > 0) /* a generator that fell behind shows here, not in silence */
         printf("  %llu of %.0f requests due were sent\n", (unsigned long long)r->sent, due(o, r));
     const uint64_t *e = r->errors;
@@ -155,30 +162,29 @@ static void print_text(const struct ivy_load_opts *o, const struct ivy_load_resu
         printf("  Socket errors:");
         for (int k = IVY_LOAD_ERR_CONNECT; k <= IVY_LOAD_ERR_TIMEOUT; k++) {
             printf("%s %s %llu", k ? "," : "", kind_names[k], (unsigned long long)e[k]);
-            if (e[k]) printf(" (%s)", cause(o, k, r->first_error[k], b, sizeof b));
+            if (e[k]) printf(" (%s)", cause(o, r, k, r->first_error[k], b, sizeof b));
         }
         printf("\n");
     }
     if (e[IVY_LOAD_ERR_STATUS])
         printf("  Status >= 400 responses: %llu (%s)\n", (unsigned long long)e[IVY_LOAD_ERR_STATUS],
-               cause(o, IVY_LOAD_ERR_STATUS, r->first_error[IVY_LOAD_ERR_STATUS], b, sizeof b));
+               cause(o, r, IVY_LOAD_ERR_STATUS, r->first_error[IVY_LOAD_ERR_STATUS], b, sizeof b));
     if (e[IVY_LOAD_ERR_PARSE])
         printf("  %s: %llu (%s)\n", o->echo_size ? "Bad echoes" : "Bad responses",
                (unsigned long long)e[IVY_LOAD_ERR_PARSE],
-               cause(o, IVY_LOAD_ERR_PARSE, r->first_error[IVY_LOAD_ERR_PARSE], b, sizeof b));
+               cause(o, r, IVY_LOAD_ERR_PARSE, r->first_error[IVY_LOAD_ERR_PARSE], b, sizeof b));
+    if (e[IVY_LOAD_ERR_TLS])
+        printf("  TLS handshake failures: %llu (%s)\n", (unsigned long long)e[IVY_LOAD_ERR_TLS],
+               cause(o, r, IVY_LOAD_ERR_TLS, r->first_error[IVY_LOAD_ERR_TLS], b, sizeof b));
     if (r->workers_failed) printf("  Workers failed: %u\n", r->workers_failed);
     printf("Requests/sec: %9.2f\n", (double)r->requests / el);
     printf("Transfer/sec: %10sB\n", binary(a, sizeof a, (double)r->bytes_read / el));
 }
 
-static void print_json(const struct ivy_load_opts *o, const struct ivy_load_result *r,
-                       const char *target)
+/* s as the body of a JSON string. */
+static void json_chars(const char *s)
 {
-    char b[96];
-    const ivy_hist *h = &r->latency;
-    double el = r->elapsed > 0 ? r->elapsed : o->duration;
-    printf("{\"target\": \"");
-    for (const unsigned char *c = (const unsigned char *)target; *c; c++) {
+    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
         if (*c == '"' || *c == '\\')
             printf("\\%c", *c);
         else if (*c < 0x20)
@@ -186,6 +192,16 @@ static void print_json(const struct ivy_load_opts *o, const struct ivy_load_resu
         else
             putchar(*c);
     }
+}
+
+static void print_json(const struct ivy_load_opts *o, const struct ivy_load_result *r,
+                       const char *target)
+{
+    char b[160];
+    const ivy_hist *h = &r->latency;
+    double el = r->elapsed > 0 ? r->elapsed : o->duration;
+    printf("{\"target\": \"");
+    json_chars(target);
     printf("\", \"mode\": \"%s\", \"workers\": %u, \"connections\": %u, \"duration_s\": %g, "
            "\"rate\": %g, \"pipeline\": %u, \"timeout_s\": %g,\n",
            o->echo_size ? "echo" : "http", r->workers, r->connections, o->duration, o->rate,
@@ -214,10 +230,19 @@ static void print_json(const struct ivy_load_opts *o, const struct ivy_load_resu
         printf("%s\"%s\": %llu", k ? ", " : "", kind_names[k], (unsigned long long)r->errors[k]);
     printf("},\n \"error_causes\": {");
     for (int k = 0, n = 0; k < IVY_LOAD_NERR; k++)
-        if (r->errors[k])
-            printf("%s\"%s\": \"%s\"", n++ ? ", " : "", kind_names[k],
-                   cause(o, k, r->first_error[k], b, sizeof b));
-    printf("},\n \"status\": {");
+        if (r->errors[k]) {
+            printf("%s\"%s\": \"", n++ ? ", " : "", kind_names[k]);
+            json_chars(cause(o, r, k, r->first_error[k], b, sizeof b));
+            printf("\"");
+        }
+    printf("},\n \"tls\": ");
+    if (o->tls)
+        printf("{\"handshakes\": %llu, \"resumed\": %llu, \"handshakes_per_sec\": %.2f}",
+               (unsigned long long)r->handshakes, (unsigned long long)r->resumed,
+               (double)r->handshakes / el);
+    else
+        printf("null");
+    printf(",\n \"status\": {");
     for (int k = 1; k < 6; k++)
         printf("%s\"%dxx\": %llu", k > 1 ? ", " : "", k, (unsigned long long)r->status_class[k]);
     printf("}}\n");

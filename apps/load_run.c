@@ -110,6 +110,12 @@ unsigned ivy__load_workers(const struct ivy_load_opts *o)
     return n < IVY_LOAD_MAX_WORKERS ? n : IVY_LOAD_MAX_WORKERS;
 }
 
+int ivy__load_tls_ctx(const struct ivy_load_opts *o, ivy_tls_ctx **out, char *msg, size_t msglen)
+{
+    int flags = (o->insecure ? IVY_TLS_INSECURE : 0) | (o->no_resume ? IVY_TLS_NO_RESUME : 0);
+    return ivy_tls_client_new(out, o->insecure ? NULL : o->ca_file, flags, msg, msglen);
+}
+
 static void on_stop(int sig)
 {
     ivy__load_stop = 1;
@@ -222,6 +228,9 @@ static void merge(const struct ivy_load_plan *p, struct slot *s, struct ivy_load
         out->bytes_read += r->bytes_read;
         out->bytes_written += r->bytes_written;
         out->connects += r->connects;
+        out->handshakes += r->handshakes;
+        out->resumed += r->resumed;
+        if (!out->tls_error[0]) memcpy(out->tls_error, r->tls_error, sizeof out->tls_error);
         for (int k = 0; k < IVY_LOAD_NERR; k++) {
             out->errors[k] += r->errors[k];
             if (!out->first_error[k]) out->first_error[k] = r->first_error[k];
@@ -287,6 +296,7 @@ int ivy_load_run(const struct ivy_load_opts *opts, struct ivy_load_result *out)
     struct ivy_load_progress *pg =
         mmap(NULL, pg_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     rc = (!s || pg == MAP_FAILED) ? -ENOMEM : build_msg(&p);
+    if (rc == 0 && p.o.tls) rc = ivy__load_tls_ctx(&p.o, &p.tls, NULL, 0);
     for (unsigned i = 0; rc == 0 && i < p.workers; i++)
         if (!(s[i].rep = calloc(1, sizeof *s[i].rep))) rc = -ENOMEM;
     unsigned slots = p.workers;
@@ -308,5 +318,6 @@ int ivy_load_run(const struct ivy_load_opts *opts, struct ivy_load_result *out)
     if (pg != MAP_FAILED) munmap(pg, pg_len);
     free(p.msg);
     free(p.cpus);
+    ivy_tls_ctx_free(p.tls);
     return rc;
 }

@@ -11,6 +11,10 @@
  * thread, so a request in flight is cut where it stands (its I/O cancelled through the ring) and
  * never counted; a response completing after the deadline is not counted either, so every
  * worker reports exactly the same window.
+ *
+ * https: each connection runs the TLS handshake after connecting (counted, and resumed from the
+ * session the previous connection was given unless --no-resume); its pointer is checked once
+ * per send or receive, the plain path is untouched otherwise.
  */
 #include "load_impl.h"
 
@@ -19,6 +23,7 @@
 #include <errno.h>
 #include <math.h>
 #include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -40,6 +45,7 @@ struct conn {
     ivy_thread *t;
     unsigned index; /* over all workers: its phase in the rate schedule */
     int fd;
+    ivy_tls *tls;    /* https only */
     size_t pos, len; /* unconsumed input in the thread's receive buffer */
     uint64_t k;      /* rate mode: requests scheduled so far */
     struct ivy_load_resp resp;
@@ -62,7 +68,8 @@ volatile int ivy__load_stop;
 static int fail(struct conn *c, enum ivy_load_error kind, int err, uint64_t count)
 {
     if (err == -ECANCELED || c->w->stopping) return B_STOP;
-    if (err == -ETIMEDOUT && kind != IVY_LOAD_ERR_CONNECT) kind = IVY_LOAD_ERR_TIMEOUT;
+    if (err == -ETIMEDOUT && kind != IVY_LOAD_ERR_CONNECT && kind != IVY_LOAD_ERR_TLS)
+        kind = IVY_LOAD_ERR_TIMEOUT;
     struct ivy_load_result *r = c->w->r;
     r->errors[kind] += count;
     if (!r->first_error[kind]) r->first_error[kind] = err;
@@ -80,13 +87,52 @@ static bool done(struct conn *c, uint64_t start)
     return true;
 }
 
+static ssize_t conn_send(struct conn *c, const void *buf, size_t len, bool all)
+{
+    if (c->tls) return ivy_tls_write(c->tls, buf, len);
+    return all ? ivy_sendall(c->fd, buf, len) : ivy_send(c->fd, buf, len);
+}
+
+static ssize_t conn_recv(struct conn *c, void *buf, size_t len)
+{
+    return c->tls ? ivy_tls_read(c->tls, buf, len) : ivy_recv(c->fd, buf, len);
+}
+
+static void conn_close(struct conn *c)
+{
+    if (c->tls)
+        ivy_tls_close(c->tls); /* no close_notify: the server closes on our FIN, as wrk's */
+    else
+        ivy_close(c->fd);
+    c->tls = NULL;
+    c->fd = -1;
+}
+
+/* The TLS handshake on a new connection: 0, or the error it was counted as. */
+static int tls_start(struct conn *c)
+{
+    struct worker *w = c->w;
+    if (!(c->tls = ivy_tls_new(w->p->tls, c->fd, w->p->o.host))) return -errno;
+    struct ivy_timeout to;
+    int rc = ivy_timeout_begin(&to, w->p->o.timeout);
+    if (rc == 0) rc = ivy_tls_handshake(c->tls);
+    ivy_timeout_end(&to);
+    if (rc == 0) {
+        w->r->handshakes++;
+        w->r->resumed += ivy_tls_resumed(c->tls);
+    } else if (!w->r->tls_error[0] && rc != -ECANCELED) {
+        snprintf(w->r->tls_error, sizeof w->r->tls_error, "%s", ivy_tls_error(c->tls));
+    }
+    return rc;
+}
+
 static int http_batch(struct conn *c, char *buf, uint64_t start)
 {
     struct worker *w = c->w;
     struct ivy_load_result *r = w->r;
     const struct ivy_load_plan *p = w->p;
     unsigned left = p->o.pipeline;
-    ssize_t n = ivy_sendall(c->fd, p->msg, p->msg_len);
+    ssize_t n = conn_send(c, p->msg, p->msg_len, true);
     if (n < 0) return fail(c, IVY_LOAD_ERR_WRITE, (int)n, left);
     r->sent += left;
     r->bytes_written += (uint64_t)n;
@@ -105,7 +151,7 @@ static int http_batch(struct conn *c, char *buf, uint64_t start)
                 c->len -= c->pos;
                 c->pos = 0;
             }
-            n = ivy_recv(c->fd, buf + c->len, IVY_LOAD_BUF - c->len);
+            n = conn_recv(c, buf + c->len, IVY_LOAD_BUF - c->len);
             if (n > 0) {
                 c->len += (size_t)n;
                 r->bytes_read += (uint64_t)n;
@@ -141,7 +187,7 @@ static int echo_batch(struct conn *c, char *buf, uint64_t start)
         if (sent < total && sent - got < WINDOW) {
             size_t k = total - sent;
             if (k > WINDOW - (sent - got)) k = WINDOW - (sent - got);
-            n = ivy_send(c->fd, p->msg + sent, k);
+            n = conn_send(c, p->msg + sent, k, false);
             if (n < 0) return fail(c, IVY_LOAD_ERR_WRITE, (int)n, left);
             r->sent += (sent + (size_t)n) / size - sent / size;
             sent += (size_t)n;
@@ -149,7 +195,7 @@ static int echo_batch(struct conn *c, char *buf, uint64_t start)
             continue;
         }
         size_t want = sent - got < IVY_LOAD_BUF ? sent - got : IVY_LOAD_BUF;
-        n = ivy_recv(c->fd, buf, want);
+        n = conn_recv(c, buf, want);
         if (n <= 0) return fail(c, IVY_LOAD_ERR_READ, n ? (int)n : -ENODATA, left);
         r->bytes_read += (uint64_t)n;
         if (memcmp(buf, p->msg + got, (size_t)n))
@@ -178,6 +224,7 @@ static void *conn_main(void *arg)
     const struct ivy_load_plan *p = w->p;
     char *buf = c->buf;
     uint64_t backoff = BACKOFF_MIN_NS;
+    int rc;
     while (!w->stopping) {
         if (c->fd < 0) {
             int fd = ivy_connect(p->addr, p->o.port, p->o.timeout);
@@ -187,8 +234,15 @@ static void *conn_main(void *arg)
                 backoff = backoff * 2 < BACKOFF_MAX_NS ? backoff * 2 : BACKOFF_MAX_NS;
                 continue;
             }
-            backoff = BACKOFF_MIN_NS;
             c->fd = fd;
+            if (p->tls && (rc = tls_start(c)) < 0) {
+                conn_close(c);
+                if (fail(c, IVY_LOAD_ERR_TLS, rc, 1) == B_STOP) break;
+                if (ivy_sleep((double)backoff / 1e9) < 0) break;
+                backoff = backoff * 2 < BACKOFF_MAX_NS ? backoff * 2 : BACKOFF_MAX_NS;
+                continue;
+            }
+            backoff = BACKOFF_MIN_NS;
             c->pos = c->len = 0;
             ivy_load_resp_init(&c->resp);
             w->r->connects++;
@@ -204,18 +258,14 @@ static void *conn_main(void *arg)
             start = ivy_now_ns();
         }
         struct ivy_timeout to;
-        int rc = ivy_timeout_begin(&to, p->o.timeout);
+        rc = ivy_timeout_begin(&to, p->o.timeout);
         if (rc < 0) break;
         rc = p->o.echo_size ? echo_batch(c, buf, start) : http_batch(c, buf, start);
         ivy_timeout_end(&to);
         if (rc == B_STOP) break;
-        if (rc != B_OK) {
-            ivy_close(c->fd);
-            c->fd = -1;
-        }
+        if (rc != B_OK) conn_close(c);
     }
-    if (c->fd >= 0) ivy_close(c->fd); /* killed: falls back to close(2) */
-    c->fd = -1;
+    if (c->fd >= 0) conn_close(c); /* killed: falls back to close(2) */
     return NULL;
 }
 

@@ -2,7 +2,7 @@
 # Installs what building and testing ivy needs, from Debian's packages, only when missing.
 # Usage: scripts/deps.sh [extra-package ...]
 set -euo pipefail
-need=(gcc make cmake pkg-config liburing-dev libjemalloc-dev libcmocka-dev curl "$@")
+need=(gcc make cmake pkg-config liburing-dev libjemalloc-dev libcmocka-dev libssl-dev curl "$@")
 missing=()
 for p in "${need[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

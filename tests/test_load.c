@@ -162,11 +162,12 @@ static int run_cli(const char *first, ...)
 
 static void cli_rejects_bad_usage_with_status_2(void **state)
 {
-    assert_int_equal(run_cli("load", NULL), 2);                              /* no target */
-    assert_int_equal(run_cli("load", "127.0.0.1", NULL), 2);                 /* no port */
-    assert_int_equal(run_cli("load", "127.0.0.1:99999", NULL), 2);           /* bad port */
-    assert_int_equal(run_cli("load", "https://127.0.0.1/", NULL), 2);        /* no TLS */
-    assert_int_equal(run_cli("load", "127.0.0.1:80", "-d", "ten", NULL), 2); /* bad time */
+    assert_int_equal(run_cli("load", NULL), 2);                    /* no target */
+    assert_int_equal(run_cli("load", "127.0.0.1", NULL), 2);       /* no port */
+    assert_int_equal(run_cli("load", "127.0.0.1:99999", NULL), 2); /* bad port */
+    assert_int_equal(run_cli("load", "https://127.0.0.1/", "--cacert", "/nonexistent", NULL), 2);
+    assert_int_equal(run_cli("load", "127.0.0.1:80", "--insecure", NULL), 2); /* not https */
+    assert_int_equal(run_cli("load", "127.0.0.1:80", "-d", "ten", NULL), 2);  /* bad time */
     assert_int_equal(run_cli("load", "127.0.0.1:80", "-c", "0", NULL), 2);
     assert_int_equal(run_cli("load", "127.0.0.1:80", "-R", "100", "--pipeline", "4", NULL), 2);
     assert_int_equal(run_cli("load", "127.0.0.1:80", "--bogus", NULL), 2);

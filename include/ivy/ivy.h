@@ -11,6 +11,7 @@
 #include "ivy/poll.h"
 #include "ivy/socket.h"
 #include "ivy/sync.h"
+#include "ivy/tls.h"
 #include "ivy/version.h"
 
 #endif
