@@ -27,5 +27,9 @@ static void echo_conn(int fd, void *arg)
 
 void ivy_echo_app(int listen_fd, void *arg)
 {
-    ivy_tcp_serve(listen_fd, echo_conn, arg);
+    ivy_tls_ctx *tls = ivy_worker_tls(); /* ivy serve --tls-cert */
+    if (tls)
+        ivy_tls_tcp_serve(listen_fd, tls, echo_conn, arg);
+    else
+        ivy_tcp_serve(listen_fd, echo_conn, arg);
 }

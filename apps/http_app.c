@@ -132,6 +132,7 @@ void ivy_http_app(int listen_fd, void *arg)
         .handler = ivy_http_router_handler,
         .arg = rt,
         .headers = worker,
+        .tls = ivy_worker_tls(), /* ivy serve --tls-cert */
     };
     if (o) {
         ho.keepalive_timeout = o->keepalive_timeout;

@@ -67,6 +67,8 @@ static void serve_usage(FILE *out)
           "  --user USER               workers drop to USER and its groups after binding\n"
           "                            (needs root; without it, root's workers keep root)\n"
           "  --group GROUP             workers drop to GROUP instead of USER's own group\n"
+          "  --tls-cert FILE           TLS on every connection (http, echo, modules): the\n"
+          "  --tls-key FILE            certificate chain and its key, PEM; SIGHUP re-reads them\n"
           "  --quiet                   no start-up lines\n"
           "0 for any limit means its default.\n"
           "signals: TERM/INT drain and exit 0, QUIT stops at once, HUP replaces the workers\n"
@@ -150,7 +152,9 @@ static int cmd_serve(int argc, char **argv, char **main_argv)
         O_SEND,
         O_MIGRATE,
         O_USER,
-        O_GROUP
+        O_GROUP,
+        O_TLS_CERT,
+        O_TLS_KEY
     };
     static const struct option opts[] = {
         {"app", required_argument, 0, O_APP},
@@ -168,6 +172,8 @@ static int cmd_serve(int argc, char **argv, char **main_argv)
         {"migrate-req", no_argument, 0, O_MIGRATE},
         {"user", required_argument, 0, O_USER},
         {"group", required_argument, 0, O_GROUP},
+        {"tls-cert", required_argument, 0, O_TLS_CERT},
+        {"tls-key", required_argument, 0, O_TLS_KEY},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -251,6 +257,12 @@ static int cmd_serve(int argc, char **argv, char **main_argv)
             break;
         case O_GROUP:
             o.group = optarg;
+            break;
+        case O_TLS_CERT:
+            o.tls_cert = optarg;
+            break;
+        case O_TLS_KEY:
+            o.tls_key = optarg;
             break;
         case 'h':
             serve_usage(stdout);

@@ -76,6 +76,10 @@ struct ivy_module;
 int ivy__module_load(const char *path, const struct ivy_module **m, char *err, size_t cap);
 int ivy__module_check(const char *path, char *err, size_t cap); /* in a child process */
 
+/* TLS (tls_cert/tls_key): loaded by the supervisor before forking, inherited by workers. */
+struct ivy_tls_ctx;
+extern struct ivy_tls_ctx *ivy__cluster_tls;
+
 /* Worker side (cluster/worker.c), called by the supervisor in the forked child. */
 struct ivy_cluster_options;
 void ivy__worker_main(const struct ivy_cluster_options *o, struct ivy_stats_shm *shm,

@@ -455,6 +455,11 @@ static int handle_signals(uint64_t now)
                 log_line("SIGHUP: not reloading: module %s: %s", S.o->module, err);
                 break;
             }
+            /* The replacements fork from us: they get what this reads. */
+            if (ivy__cluster_tls && ivy_tls_ctx_reload(ivy__cluster_tls, err, sizeof err) < 0) {
+                log_line("SIGHUP: not reloading: TLS: %s", err);
+                break;
+            }
             if (!S.o->quiet) log_line("SIGHUP: replacing workers one at a time");
             for (int s = 0; s < S.nseats; s++) {
                 S.seats[s].replace_failed = 0; /* a new reload: the operator may have fixed it */
@@ -467,6 +472,27 @@ static int handle_signals(uint64_t now)
     return 0;
 }
 
+struct ivy_tls_ctx *ivy__cluster_tls;
+
+/* Loads tls_cert/tls_key, before any worker: 0, or 2 with one line naming the cause. */
+static int tls_setup(const struct ivy_cluster_options *o)
+{
+    char err[512];
+    if (!o->tls_cert && !o->tls_key) return 0;
+    if (!o->tls_cert || !o->tls_key) {
+        fprintf(stderr, "ivy: TLS needs both a certificate and its key (--tls-cert and "
+                        "--tls-key)\n");
+        return 2;
+    }
+    ivy_tls_ctx_free(ivy__cluster_tls);
+    ivy__cluster_tls = NULL;
+    if (ivy_tls_server_new(&ivy__cluster_tls, o->tls_cert, o->tls_key, err, sizeof err) < 0) {
+        fprintf(stderr, "ivy: TLS: %s\n", err);
+        return 2;
+    }
+    return 0;
+}
+
 int ivy_cluster_run(const struct ivy_cluster_options *o)
 {
     char err[512];
@@ -474,6 +500,7 @@ int ivy_cluster_run(const struct ivy_cluster_options *o)
         fprintf(stderr, "ivy: module %s: %s\n", o->module, err);
         return 2;
     }
+    if (tls_setup(o)) return 2;
     int cpus[CPU_SETSIZE];
     int ncpus = cpus_in_mask(cpus, CPU_SETSIZE);
     if (ncpus <= 0) cpus[ncpus++] = 0;
@@ -520,6 +547,8 @@ int ivy_cluster_run(const struct ivy_cluster_options *o)
         log_line("serving %s on %s: %d workers, watchdog %g s, graceful timeout %g s", o->app_name,
                  listen, S.nseats, S.timeout, o->graceful_timeout > 0 ? o->graceful_timeout : 30);
     ivy__host_protection(o->migrate_req, S.inherited_fd >= 0, o->quiet);
+    if (ivy__cluster_tls && !o->quiet)
+        log_line("TLS: %s, records: %s", o->tls_cert, ivy_tls_path());
     ivy__oom_setup(&S.oom);
     for (int s = 0; s < S.nseats; s++) {
         S.seats[s].cpu = cpus[s % ncpus];

@@ -62,6 +62,11 @@ int ivy_worker_index(void)
     return w.slot ? w.slot->index : -1;
 }
 
+ivy_tls_ctx *ivy_worker_tls(void)
+{
+    return ivy__cluster_tls;
+}
+
 void ivy_worker_count(uint64_t requests, uint64_t bytes_in, uint64_t bytes_out)
 {
     ivy__conns_count(requests, bytes_in, bytes_out);
@@ -150,6 +155,8 @@ static void *app_main(void *arg)
     int rc = 0;
     if (w.is_http)
         rc = ivy_http_serve(w.lfd, &w.http);
+    else if (w.conn && ivy__cluster_tls)
+        rc = ivy_tls_tcp_serve(w.lfd, ivy__cluster_tls, w.conn, w.arg);
     else if (w.conn)
         rc = ivy_tcp_serve(w.lfd, w.conn, w.arg);
     else
@@ -171,6 +178,7 @@ static void *exit_main(void *arg)
 static void choose_app(const struct ivy_cluster_options *o)
 {
     if (o->http) w.http = *o->http;
+    if (!w.http.tls) w.http.tls = ivy__cluster_tls;
     w.is_http = o->http != NULL;
     w.conn = o->conn;
     w.arg = o->app_arg;

@@ -135,8 +135,26 @@ void ivy__http_go_cold(struct http_conn *c)
 
 __thread struct http_totals ivy__http_totals;
 
+/* TLS: the records of each piece must leave within the send timeout. */
+static ssize_t tls_send(struct http_conn *c, const char *buf, size_t len, double timeout)
+{
+    enum { PIECE = 65536 };
+    for (size_t sent = 0; sent < len;) {
+        size_t n = len - sent < PIECE ? len - sent : PIECE;
+        struct ivy_timeout to;
+        int rc = timeout > 0 ? ivy_timeout_begin(&to, timeout) : 0;
+        if (rc < 0) return rc;
+        ssize_t w = ivy_tls_write(c->tls, buf + sent, n);
+        if (timeout > 0) ivy_timeout_end(&to);
+        if (w < 0) return w;
+        sent += n;
+    }
+    return (ssize_t)len;
+}
+
 ssize_t ivy__http_send(struct http_conn *c, const char *buf, size_t len, double timeout)
 {
+    if (c->tls) return tls_send(c, buf, len, timeout);
     if (timeout <= 0) return ivy_sendall(c->fd, buf, len);
     size_t sent = 0;
     ssize_t n;
@@ -223,13 +241,19 @@ int ivy__http_out_put(struct http_conn *c, const void *buf, size_t len)
     return n < 0 ? (int)n : 0;
 }
 
+/* One receive, decrypted when the connection is TLS. */
+static ssize_t recv_one(struct http_conn *c, void *buf, size_t len)
+{
+    return c->tls ? ivy_tls_read(c->tls, buf, len) : ivy_recv(c->fd, buf, len);
+}
+
 ssize_t ivy__http_recv(struct http_conn *c, void *buf, size_t len, double seconds)
 {
-    if (seconds <= 0) return ivy_recv(c->fd, buf, len);
+    if (seconds <= 0) return recv_one(c, buf, len);
     struct ivy_timeout to;
     ssize_t n = ivy_timeout_begin(&to, seconds);
     if (n < 0) return n;
-    n = ivy_recv(c->fd, buf, len);
+    n = recv_one(c, buf, len);
     ivy_timeout_end(&to);
     return n;
 }

@@ -131,6 +131,26 @@ ssize_t ivy_http_write(ivy_http_req *r, const void *buf, size_t len)
     return (ssize_t)len;
 }
 
+/* TLS: the file must be encrypted, so it goes through userspace, a buffer at a time. */
+static ssize_t tls_sendfile(struct http_conn *c, int fd, off_t offset, size_t len)
+{
+    enum { BUF = 65536 };
+    char *b = malloc(BUF);
+    if (!b) return -ENOMEM;
+    ssize_t rc = 0;
+    for (size_t done = 0; done < len;) {
+        ssize_t n = ivy_pread(fd, b, len - done < BUF ? len - done : BUF, offset + (off_t)done);
+        if (n <= 0) { /* 0: the file is shorter than promised */
+            rc = n ? n : -ENODATA;
+            break;
+        }
+        if ((rc = ivy__http_send(c, b, (size_t)n, c->srv->send)) < 0) break;
+        done += (size_t)n;
+    }
+    free(b);
+    return rc < 0 ? rc : (ssize_t)len;
+}
+
 int ivy_http_sendfile(ivy_http_req *r, int status, const char *content_type, int fd, off_t offset,
                       size_t len)
 {
@@ -145,7 +165,8 @@ int ivy_http_sendfile(ivy_http_req *r, int status, const char *content_type, int
         struct ivy_timeout to;
         bool scoped = c->srv->send > 0;
         if (scoped && (rc = ivy_timeout_begin(&to, c->srv->send)) < 0) return rc;
-        ssize_t s = ivy_sendfile(c->fd, fd, offset + (off_t)done, n);
+        ssize_t s = c->tls ? tls_sendfile(c, fd, offset + (off_t)done, n)
+                           : ivy_sendfile(c->fd, fd, offset + (off_t)done, n);
         if (scoped) ivy_timeout_end(&to);
         if (s < 0) return (int)s;
         done += n;

@@ -165,6 +165,7 @@ static int serve(struct http_conn *c)
         }
         if (rc < 0 || ivy__http_flush(c) < 0) return SERVED;
         if (rc > 0) {
+            if (c->tls) ivy_tls_shutdown(c->tls); /* close_notify, then the TCP half-close */
             ivy__http_linger(c->fd);
             return SERVED;
         }
@@ -189,9 +190,22 @@ static void conn_end(struct http_conn *c)
     ivy__http_flush(c);
     ivy__conn_close(&c->reg);
     ivy__http_conn_release(c);
+    ivy_tls_free(c->tls);
     ivy_close(c->fd);
     unref(c->srv);
     free(c);
+}
+
+/* TLS: the handshake, within the request timeout (a client stalling in it is closed). */
+static int tls_start(struct http_conn *c)
+{
+    if (!(c->tls = ivy_tls_new(c->srv->tls, c->fd, NULL))) return -errno;
+    double t = c->srv->request;
+    struct ivy_timeout to;
+    int rc = t > 0 ? ivy_timeout_begin(&to, t) : 0;
+    if (rc == 0) rc = ivy_tls_handshake(c->tls);
+    if (t > 0) ivy_timeout_end(&to);
+    return rc;
 }
 
 /*
@@ -260,6 +274,7 @@ static void *conn_run(void *arg)
     c->req = &req;
     c->reg.thread = ivy_self();
     bool parked = false;
+    if (c->srv->tls && !c->tls && tls_start(c) < 0) c->wake = -EPROTO; /* closes, below */
     /* c->wake: a parked connection's keep-alive timeout, or a drain: it just closes. */
     while (!c->wake && serve(c) == PARK) {
         int rc = park(c);
@@ -293,6 +308,7 @@ int ivy_http_serve(int listen_fd, const struct ivy_http_options *o)
     s->headers = o->headers;
     s->headers_len = o->headers ? strlen(o->headers) : 0;
     s->body_limit = o->body_limit ? o->body_limit : IVY_HTTP_BODY_LIMIT;
+    s->tls = o->tls;
     double ka = seconds(o->keepalive_timeout, IVY_HTTP_KEEPALIVE_TIMEOUT);
     s->request = seconds(o->request_timeout, IVY_HTTP_REQUEST_TIMEOUT);
     s->send = seconds(o->send_timeout, IVY_HTTP_SEND_TIMEOUT);

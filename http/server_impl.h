@@ -40,6 +40,7 @@ struct http_server {
     double cold_wait; /* a parked wait after the hot one: 0 none, < 0: the hot one's end closes */
     double request;   /* the request timeout, 0: none */
     double send;      /* the send timeout, 0: none */
+    ivy_tls_ctx *tls; /* TLS on every connection, or NULL */
 };
 
 enum body_mode { BODY_NONE, BODY_LENGTH, BODY_CHUNKED };
@@ -81,6 +82,7 @@ struct http_conn {
     struct ivy__conn reg;
     const struct http_server *srv;
     int fd;
+    ivy_tls *tls; /* TLS: every receive and send goes through it; NULL: plain */
     char *in;
     size_t cap, off, len;
     char *out;

@@ -6,6 +6,8 @@
 #include "conns.h"
 #include "socket_impl.h"
 
+#include "ivy/tls.h"
+
 #include <stdlib.h>
 
 #include "ivy/sync.h"
@@ -68,7 +70,23 @@ struct tcp_server {
     struct ivy__serving serving;
     ivy_conn_fn fn;
     void *arg;
+    ivy_tls_ctx *tls; /* NULL: plain */
 };
+
+#define TLS_HANDSHAKE_SECONDS 60.0 /* nginx's client_header_timeout */
+
+/* TLS: the handshake, then fn on the plaintext side (io/tls_plain.c). */
+static void tls_conn(const struct tcp_server *srv, int fd)
+{
+    ivy_tls *t = ivy_tls_new(srv->tls, fd, NULL);
+    struct ivy_timeout to;
+    if (!t || ivy_timeout_begin(&to, TLS_HANDSHAKE_SECONDS) < 0) goto done;
+    int rc = ivy_tls_handshake(t);
+    ivy_timeout_end(&to);
+    if (rc == 0) ivy_tls_run_plain(t, srv->fn, srv->arg);
+done:
+    ivy_tls_free(t);
+}
 
 struct tcp_start {
     struct tcp_server *srv;
@@ -81,19 +99,22 @@ static void *tcp_conn(void *arg)
     free(arg);
     struct ivy__conn c;
     ivy__conn_open(&c, st.fd);
-    st.srv->fn(st.fd, st.srv->arg);
+    if (st.srv->tls)
+        tls_conn(st.srv, st.fd);
+    else
+        st.srv->fn(st.fd, st.srv->arg);
     ivy__conn_close(&c);
     ivy_close(st.fd);
     if (ivy__serving_drop(&st.srv->serving)) free(st.srv);
     return NULL;
 }
 
-int ivy_tcp_serve(int listen_fd, ivy_conn_fn fn, void *arg)
+static int serve_tcp(int listen_fd, ivy_tls_ctx *tls, ivy_conn_fn fn, void *arg)
 {
     if (!fn) return -EINVAL;
     struct tcp_server *srv = malloc(sizeof *srv);
     if (!srv) return -ENOMEM;
-    *srv = (struct tcp_server){.serving.refs = 1, .fn = fn, .arg = arg};
+    *srv = (struct tcp_server){.serving.refs = 1, .fn = fn, .arg = arg, .tls = tls};
     int fd;
     while ((fd = ivy_accept(listen_fd, NULL)) >= 0) {
         struct tcp_start *st = malloc(sizeof *st);
@@ -110,4 +131,14 @@ int ivy_tcp_serve(int listen_fd, ivy_conn_fn fn, void *arg)
     ivy__serving_wait(&srv->serving);
     if (ivy__serving_drop(&srv->serving)) free(srv);
     return fd == -ESHUTDOWN ? 0 : fd;
+}
+
+int ivy_tcp_serve(int listen_fd, ivy_conn_fn fn, void *arg)
+{
+    return serve_tcp(listen_fd, NULL, fn, arg);
+}
+
+int ivy_tls_tcp_serve(int listen_fd, ivy_tls_ctx *ctx, ivy_conn_fn fn, void *arg)
+{
+    return ctx ? serve_tcp(listen_fd, ctx, fn, arg) : -EINVAL;
 }

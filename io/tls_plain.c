@@ -44,7 +44,7 @@ static void *app_to_tls(void *arg)
     return NULL;
 }
 
-int ivy_tls_run_plain(ivy_tls *c, void (*fn)(int fd, void *arg), void *arg)
+int ivy_tls_run_plain(ivy_tls *c, ivy_conn_fn fn, void *arg)
 {
     if (!c || !fn) return -EINVAL;
     int rc = ivy_tls_handshake(c);

@@ -34,6 +34,7 @@
 #include "ivy/http.h"
 #include "ivy/hub.h"
 #include "ivy/socket.h"
+#include "ivy/tls.h"
 #include "ivy/version.h"
 
 #ifdef __cplusplus
@@ -72,6 +73,15 @@ struct ivy_cluster_options {
      * accept (a negative return ends the worker, as a crash); worker_exit after the drain. */
     int (*worker_init)(void *app_arg);
     void (*worker_exit)(void *app_arg);
+
+    /*
+     * TLS on every connection of the http, conn and module apps: a PEM certificate chain and
+     * its key. ivy_cluster_run loads them before any worker starts (a missing or unreadable
+     * file, a key that does not match: 2, one line on stderr naming the cause) and re-reads
+     * them on SIGHUP before replacing the workers (a bad renewal: the running certificate
+     * stays, the workers too). An app given the listening socket gets ivy_worker_tls().
+     */
+    const char *tls_cert, *tls_key;
 
     char **argv; /* main's argv, rewritten so ps shows "ivy: worker N"; may be NULL */
     bool quiet;  /* no start-up lines */
@@ -113,6 +123,9 @@ int ivy_cluster_run(const struct ivy_cluster_options *opts);
 /* True once the worker drains: what is answered now carries Connection: close. */
 bool ivy_worker_draining(void);
 int ivy_worker_index(void); /* 0.., or -1 outside a cluster */
+/* The TLS context loaded from tls_cert/tls_key (NULL without): for apps that serve HTTP or TCP
+   themselves (ivy_http_options.tls, ivy_tls_tcp_serve). */
+ivy_tls_ctx *ivy_worker_tls(void);
 /* Counts an app's own requests and bytes (the HTTP server counts its own); may start
  * recycling the worker (max_requests). */
 void ivy_worker_count(uint64_t requests, uint64_t bytes_in, uint64_t bytes_out);

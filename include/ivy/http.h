@@ -43,6 +43,8 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
+#include "ivy/tls.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -88,6 +90,9 @@ struct ivy_http_options {
                                  connection closed) once this long passes with no byte taken */
     size_t body_limit;        /* largest request body in bytes: 0: 1 MiB; larger is 413 */
     const char *headers;      /* added to every response: "Name: value\r\n" lines, or NULL */
+    /* TLS on every connection (include/ivy/tls.h), or NULL for plain TCP. The handshake must
+       finish within request_timeout; responses are encrypted, sendfile's file read through. */
+    ivy_tls_ctx *tls;
 };
 
 /*

@@ -29,6 +29,8 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include "ivy/socket.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -113,7 +115,14 @@ void ivy_tls_free(ivy_tls *c);
  * sends close_notify. fn must not close fd. Returns 0 once fn returned and the pumps ended
  * (c stays open: ivy_tls_close it), or the handshake's error without calling fn.
  */
-int ivy_tls_run_plain(ivy_tls *c, void (*fn)(int fd, void *arg), void *arg);
+int ivy_tls_run_plain(ivy_tls *c, ivy_conn_fn fn, void *arg);
+
+/*
+ * ivy_tcp_serve over TLS: each connection's handshake (within 60 s, nginx's
+ * client_header_timeout), then fn through ivy_tls_run_plain, registered for draining as
+ * ivy_tcp_serve's are. Returns as ivy_tcp_serve does.
+ */
+int ivy_tls_tcp_serve(int listen_fd, ivy_tls_ctx *ctx, ivy_conn_fn fn, void *arg);
 
 /* Why the last call on c failed ("" if none did): OpenSSL's reason, or the socket error's. */
 const char *ivy_tls_error(const ivy_tls *c);

@@ -1,0 +1,292 @@
+/*
+ * End-to-end tests of `ivy serve --tls-cert FILE --tls-key FILE`: the real binary, certificates
+ * made by the test with openssl, real clients (curl, openssl s_client, Python's ssl), bad files,
+ * a handshake that stalls, SIGHUP re-reading a renewed certificate, and a TCP app (echo).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "tls_test.h"
+#include "util.h"
+
+static struct tls_certs certs;
+static bool have_openssl;
+
+#define NEED_OPENSSL()                                                                             \
+    do {                                                                                           \
+        if (!have_openssl) {                                                                       \
+            fprintf(stderr, "skipped: the openssl command is missing (Debian: openssl)\n");        \
+            skip();                                                                                \
+        }                                                                                          \
+    } while (0)
+
+/* Starts `ivy serve` over TLS with cert/key and extra arguments; returns once it answers. */
+static pid_t serve_tls(int port, const char *cert, const char *key, const char *const *extra)
+{
+    char listen[32];
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
+    const char *argv[32] = {ivy_binary(), "serve", "--listen",  listen, "--quiet",
+                            "--tls-cert", cert,    "--tls-key", key};
+    int n = 9;
+    for (; extra && *extra; extra++)
+        argv[n++] = *extra;
+    argv[n] = NULL;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        int devnull = open("/dev/null", O_WRONLY);
+        dup2(devnull, STDOUT_FILENO);
+        execv(ivy_binary(), (char **)argv);
+        _exit(127);
+    }
+    int fd = -1;
+    for (int i = 0; i < 400 && fd < 0; i++)
+        if ((fd = dial(port)) < 0) sleep_ms(10);
+    assert_true(fd >= 0);
+    close(fd);
+    sleep_ms(300); /* every worker listening, not just the first */
+    return pid;
+}
+
+static void stop(pid_t pid)
+{
+    kill(pid, SIGTERM);
+    int status;
+    for (int i = 0; i < 1000; i++, sleep_ms(10))
+        if (waitpid(pid, &status, WNOHANG) == pid) {
+            assert_true(WIFEXITED(status));
+            assert_int_equal(WEXITSTATUS(status), 0);
+            return;
+        }
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    fail_msg("ivy serve did not stop");
+}
+
+static int sh(char *out, size_t cap, const char *fmt, ...)
+{
+    char cmd[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    return run_cmd(cmd, out, cap);
+}
+
+static void bad_files_exit_2_with_one_line(void **state)
+{
+    NEED_OPENSSL();
+    static char out[4096];
+    const char *ivy = ivy_binary();
+    int port = free_port();
+    /* Without --quiet: a worker that started would print a line; none may. */
+    assert_int_equal(sh(out, sizeof out,
+                        "%s serve --listen 127.0.0.1:%d --tls-cert %s/nope.pem "
+                        "--tls-key %s",
+                        ivy, port, certs.dir, certs.key),
+                     2);
+    assert_non_null(strstr(out, "cannot read certificate file"));
+    assert_non_null(strstr(out, "nope.pem: No such file or directory"));
+    assert_null(strstr(out, "worker"));
+    assert_int_equal(strchr(out, '\n') - out + 1, (long)strlen(out)); /* one line */
+    assert_int_equal(sh(out, sizeof out,
+                        "%s serve --listen 127.0.0.1:%d --tls-cert %s --tls-key %s", ivy, port,
+                        certs.cert, certs.wrong_key),
+                     2);
+    assert_non_null(strstr(out, "does not match the certificate"));
+    assert_null(strstr(out, "worker"));
+    assert_int_equal(sh(out, sizeof out,
+                        "%s serve --listen 127.0.0.1:%d --tls-cert %s --tls-key %s", ivy, port,
+                        certs.key, certs.key),
+                     2);
+    assert_non_null(strstr(out, "not a PEM certificate chain"));
+    assert_int_equal(
+        sh(out, sizeof out, "%s serve --listen 127.0.0.1:%d --tls-cert %s", ivy, port, certs.cert),
+        2);
+    assert_non_null(strstr(out, "--tls-cert and --tls-key"));
+}
+
+static void curl_keepalive_and_python_pipelining(void **state)
+{
+    NEED_OPENSSL();
+    int port = free_port();
+    pid_t sup = serve_tls(port, certs.cert, certs.key, (const char *[]){"--workers", "1", NULL});
+    static char out[16384];
+    assert_int_equal(sh(out, sizeof out,
+                        "curl -sS --max-time 10 --cacert %s https://localhost:%d/ "
+                        "https://localhost:%d/",
+                        certs.ca, port, port),
+                     0);
+    assert_string_equal(out, "Hello, World!Hello, World!");
+    assert_int_equal(
+        sh(out, sizeof out,
+           "python3 -c 'import socket,ssl,sys\n"
+           "x=ssl.create_default_context(cafile=sys.argv[1])\n"
+           "s=x.wrap_socket(socket.create_connection((\"127.0.0.1\",int(sys.argv[2]))),"
+           "server_hostname=\"localhost\")\n"
+           "r=b\"GET / HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n\"\n"
+           "s.sendall(r*2+r.replace(b\"\\r\\n\\r\\n\",b\"\\r\\nConnection: close\\r\\n\\r\\n\"))\n"
+           "d=b\"\"\n"
+           "while True:\n"
+           " b=s.recv(65536)\n"
+           " if not b: break\n"
+           " d+=b\n"
+           "print(d.count(b\"Hello, World!\"), s.version(), s.selected_alpn_protocol())' %s %d",
+           certs.ca, port),
+        0);
+    assert_non_null(strstr(out, "3 TLSv1.3"));
+    stop(sup);
+}
+
+static void s_client_alpn_and_resumption_across_workers(void **state)
+{
+    NEED_OPENSSL();
+    int port = free_port();
+    pid_t sup = serve_tls(port, certs.cert, certs.key, (const char *[]){"--workers", "2", NULL});
+    static char out[16384];
+    char sess[160];
+    snprintf(sess, sizeof sess, "%s/serve.sess", certs.dir);
+    for (int round = 0; round < 4; round++) { /* 3 resumptions: both workers, whichever answers */
+        assert_int_equal(
+            sh(out, sizeof out,
+               "printf 'GET / HTTP/1.1\\r\\nHost: localhost\\r\\nConnection: close\\r\\n\\r\\n' | "
+               "timeout 10 openssl s_client -ign_eof -connect 127.0.0.1:%d "
+               "-servername localhost -CAfile %s -alpn http/1.1 -sess_%s %s",
+               port, certs.ca, round ? "in" : "out", sess),
+            0);
+        assert_non_null(strstr(out, "ALPN protocol: http/1.1"));
+        assert_non_null(strstr(out, "Verify return code: 0 (ok)"));
+        assert_non_null(strstr(out, "Hello, World!"));
+        assert_non_null(strstr(out, round ? "Reused, TLSv1.3" : "New, TLSv1.3"));
+    }
+    stop(sup);
+}
+
+static void stalled_handshake_is_closed_by_request_timeout(void **state)
+{
+    NEED_OPENSSL();
+    int port = free_port();
+    pid_t sup = serve_tls(port, certs.cert, certs.key,
+                          (const char *[]){"--workers", "1", "--request-timeout", "1", NULL});
+    int fd = dial(port);
+    assert_true(fd >= 0);
+    /* The start of a ClientHello record, then silence. */
+    static const char part[] = "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03";
+    assert_int_equal(send(fd, part, sizeof part - 1, 0), (ssize_t)(sizeof part - 1));
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    char buf[256];
+    ssize_t n;
+    while ((n = recv(fd, buf, sizeof buf, 0)) > 0) {
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double waited = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    assert_true(n == 0 || (n < 0 && errno == ECONNRESET)); /* closed, not our 5 s timeout */
+    assert_true(waited > 0.8 && waited < 4.5);
+    close(fd);
+    stop(sup);
+}
+
+/* Verifies localhost through curl with our CA: 0 on success, curl's status otherwise. */
+static int curl_ok(int port)
+{
+    static char out[4096];
+    return sh(out, sizeof out, "curl -sS --max-time 5 --cacert %s https://localhost:%d/", certs.ca,
+              port);
+}
+
+static void sighup_rereads_a_renewed_certificate(void **state)
+{
+    NEED_OPENSSL();
+    char cert[160], key[160];
+    static char out[4096];
+    snprintf(cert, sizeof cert, "%s/live.pem", certs.dir);
+    snprintf(key, sizeof key, "%s/live.key", certs.dir);
+    assert_int_equal(
+        sh(out, sizeof out, "cp %s %s && cp %s %s", certs.wrong, cert, certs.wrong_key, key), 0);
+    int port = free_port();
+    pid_t sup = serve_tls(port, cert, key, (const char *[]){"--workers", "2", NULL});
+    assert_int_equal(curl_ok(port), 60); /* wrong.example: refused for localhost */
+    assert_int_equal(sh(out, sizeof out, "cp %s %s && cp %s %s", certs.cert, cert, certs.key, key),
+                     0);
+    kill(sup, SIGHUP);
+    int rc = -1;
+    for (int i = 0; i < 100 && rc != 0; i++) { /* the workers are replaced one at a time */
+        sleep_ms(100);
+        rc = curl_ok(port);
+    }
+    assert_int_equal(rc, 0);
+    /* A broken renewal (the key of another certificate): refused, the running one stays. */
+    assert_int_equal(sh(out, sizeof out, "cp %s %s", certs.wrong_key, key), 0);
+    kill(sup, SIGHUP);
+    sleep_ms(1500);
+    assert_int_equal(curl_ok(port), 0);
+    assert_int_equal(kill(sup, 0), 0); /* still running */
+    stop(sup);
+}
+
+static void echo_app_over_tls(void **state)
+{
+    NEED_OPENSSL();
+    int port = free_port();
+    pid_t sup = serve_tls(port, certs.cert, certs.key,
+                          (const char *[]){"--app", "echo", "--workers", "1", NULL});
+    static char out[4096];
+    assert_int_equal(
+        sh(out, sizeof out,
+           "python3 -c 'import socket,ssl,sys\n"
+           "x=ssl.create_default_context(cafile=sys.argv[1])\n"
+           "s=x.wrap_socket(socket.create_connection((\"127.0.0.1\",int(sys.argv[2]))),"
+           "server_hostname=\"localhost\")\n"
+           "got=b\"\"\n"
+           "for m in (b\"ping\", b\"x\"*100000):\n"
+           " s.sendall(m); d=b\"\"\n"
+           " while len(d) < len(m): d+=s.recv(65536)\n"
+           " got+=d[:8]\n"
+           "print(got)' %s %d",
+           certs.ca, port),
+        0);
+    assert_string_equal(out, "b'pingxxxxxxxx'\n");
+    stop(sup);
+}
+
+static int setup(void **state)
+{
+    have_openssl = have_program("openssl") && make_certs(&certs) == 0;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    remove_certs(&certs);
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(bad_files_exit_2_with_one_line),
+        cmocka_unit_test(curl_keepalive_and_python_pipelining),
+        cmocka_unit_test(s_client_alpn_and_resumption_across_workers),
+        cmocka_unit_test(stalled_handshake_is_closed_by_request_timeout),
+        cmocka_unit_test(sighup_rereads_a_renewed_certificate),
+        cmocka_unit_test(echo_app_over_tls),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
