@@ -124,6 +124,9 @@ static SSL_CTX *load_server(ivy_tls_ctx *c, const char *cert, const char *key, i
         snprintf(prefix, sizeof prefix, "%s does not match the certificate in %s", key, cert);
         goto bad;
     }
+    /* The file is the chain we send: no store walk per full handshake to build another (as
+       nginx does). */
+    SSL_CTX_set_mode(s, SSL_MODE_NO_AUTO_CHAIN);
     SSL_CTX_set_alpn_select_cb(s, alpn_select, NULL);
     /* Both resumption forms: tickets (stateless, shared by forked workers) and the cache. */
     SSL_CTX_set_session_cache_mode(s, SSL_SESS_CACHE_SERVER);
