@@ -27,9 +27,6 @@
 #include "tls_test.h"
 #include "util.h"
 
-static struct tls_certs certs;
-static bool have_openssl;
-
 struct server {
     pid_t pid;
     int port;
@@ -103,14 +100,6 @@ static void assert_no_errors(const struct ivy_load_result *r)
     for (int k = 0; k < IVY_LOAD_NERR; k++)
         if (r->errors[k]) fail_msg("%llu errors of kind %d", (unsigned long long)r->errors[k], k);
 }
-
-#define NEED_OPENSSL()                                                                             \
-    do {                                                                                           \
-        if (!have_openssl) {                                                                       \
-            fprintf(stderr, "skipped: the openssl command is missing (Debian: openssl)\n");        \
-            skip();                                                                                \
-        }                                                                                          \
-    } while (0)
 
 static void keepalive_is_one_handshake_per_connection(void **state)
 {
@@ -196,18 +185,6 @@ static void report_shows_handshakes_in_text_and_json(void **state)
     assert_non_null(strstr(out, "the TLS handshake failed (certificate verify failed: "));
 }
 
-static int setup(void **state)
-{
-    have_openssl = have_program("openssl") && make_certs(&certs) == 0;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    remove_certs(&certs);
-    return 0;
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -216,5 +193,5 @@ int main(void)
         cmocka_unit_test(unverified_certificate_is_a_tls_error),
         cmocka_unit_test(report_shows_handshakes_in_text_and_json),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, tls_setup, tls_teardown);
 }

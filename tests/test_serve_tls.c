@@ -24,17 +24,6 @@
 #include "tls_test.h"
 #include "util.h"
 
-static struct tls_certs certs;
-static bool have_openssl;
-
-#define NEED_OPENSSL()                                                                             \
-    do {                                                                                           \
-        if (!have_openssl) {                                                                       \
-            fprintf(stderr, "skipped: the openssl command is missing (Debian: openssl)\n");        \
-            skip();                                                                                \
-        }                                                                                          \
-    } while (0)
-
 /* Starts `ivy serve` over TLS with cert/key and extra arguments; returns once it answers. */
 static pid_t serve_tls(int port, const char *cert, const char *key, const char *const *extra)
 {
@@ -266,18 +255,6 @@ static void echo_app_over_tls(void **state)
     stop(sup);
 }
 
-static int setup(void **state)
-{
-    have_openssl = have_program("openssl") && make_certs(&certs) == 0;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    remove_certs(&certs);
-    return 0;
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -288,5 +265,5 @@ int main(void)
         cmocka_unit_test(sighup_rereads_a_renewed_certificate),
         cmocka_unit_test(echo_app_over_tls),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, tls_setup, tls_teardown);
 }

@@ -122,11 +122,36 @@ static inline int tls_answer(ivy_tls *t)
     return count;
 }
 
+/* The certificates of a test program, made once by its group setup. */
+static struct tls_certs certs;
+static bool have_openssl;
+
+#define NEED_OPENSSL()                                                                             \
+    do {                                                                                           \
+        if (!have_openssl) {                                                                       \
+            fprintf(stderr, "skipped: the openssl command is missing (Debian: openssl)\n");        \
+            skip();                                                                                \
+        }                                                                                          \
+    } while (0)
+
 static inline void remove_certs(struct tls_certs *c)
 {
     char cmd[256];
     if (!c->dir[0] || strncmp(c->dir, "/tmp/ivy-tls-", 13)) return;
     snprintf(cmd, sizeof cmd, "rm -rf %s", c->dir);
     run_cmd(cmd, NULL, 0);
+}
+
+/* cmocka group setup and teardown: the certificates, or a visible skip of every test. */
+static inline int tls_setup(void **state)
+{
+    have_openssl = have_program("openssl") && make_certs(&certs) == 0;
+    return 0;
+}
+
+static inline int tls_teardown(void **state)
+{
+    remove_certs(&certs);
+    return 0;
 }
 #endif
