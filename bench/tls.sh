@@ -98,10 +98,10 @@ hosts:
 EOF
 }
 
-PORT=$((20000 + RANDOM % 20000))
+PORT=$((10000 + RANDOM % 10000)) # below the ephemeral range: no outgoing socket holds it
 start() { # name
   PORT=$((PORT + 1))
-  while ss -Htln "sport = :$PORT" | grep -q .; do PORT=$((PORT + 1)); done
+  while ss -Htan "sport = :$PORT" | grep -q .; do PORT=$((PORT + 1)); done
   case $1 in
   ivy) taskset -c "$SERVER_CPU" "$IVY" serve --app http --workers 1 --listen "127.0.0.1:$PORT" \
          --tls-cert "$CERT" --tls-key "$KEY" >"$TMP/ivy.log" 2>&1 & ;;
