@@ -143,6 +143,32 @@ static void curl_keepalive_and_python_pipelining(void **state)
     stop(sup);
 }
 
+/* A keep-alive connection quiet for longer than the hot wait parks with no thread (the HTTP
+   server's rule); its TLS state waits with it, and its next request is answered. */
+static void quiet_connection_parks_and_answers_over_tls(void **state)
+{
+    NEED_OPENSSL();
+    int port = free_port();
+    pid_t sup = serve_tls(port, certs.cert, certs.key, (const char *[]){"--workers", "1", NULL});
+    static char out[4096];
+    assert_int_equal(
+        sh(out, sizeof out,
+           "python3 -c 'import socket,ssl,sys,time\n"
+           "x=ssl.create_default_context(cafile=sys.argv[1])\n"
+           "s=x.wrap_socket(socket.create_connection((\"127.0.0.1\",int(sys.argv[2]))),"
+           "server_hostname=\"localhost\")\n"
+           "n=0\n"
+           "for i in range(2):\n"
+           " s.sendall(b\"GET / HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n\"); d=b\"\"\n"
+           " while not d.endswith(b\"Hello, World!\"): d+=s.recv(4096)\n"
+           " n+=1; time.sleep(1.6)\n"
+           "print(n)' %s %d",
+           certs.ca, port),
+        0);
+    assert_string_equal(out, "2\n");
+    stop(sup);
+}
+
 static void s_client_alpn_and_resumption_across_workers(void **state)
 {
     NEED_OPENSSL();
@@ -260,6 +286,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(bad_files_exit_2_with_one_line),
         cmocka_unit_test(curl_keepalive_and_python_pipelining),
+        cmocka_unit_test(quiet_connection_parks_and_answers_over_tls),
         cmocka_unit_test(s_client_alpn_and_resumption_across_workers),
         cmocka_unit_test(stalled_handshake_is_closed_by_request_timeout),
         cmocka_unit_test(sighup_rereads_a_renewed_certificate),
