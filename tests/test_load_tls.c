@@ -193,5 +193,5 @@ int main(void)
         cmocka_unit_test(unverified_certificate_is_a_tls_error),
         cmocka_unit_test(report_shows_handshakes_in_text_and_json),
     };
-    return cmocka_run_group_tests(tests, tls_setup, tls_teardown);
+    return ivy_test_exit(cmocka_run_group_tests(tests, tls_setup, tls_teardown));
 }

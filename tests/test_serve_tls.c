@@ -292,5 +292,5 @@ int main(void)
         cmocka_unit_test(sighup_rereads_a_renewed_certificate),
         cmocka_unit_test(echo_app_over_tls),
     };
-    return cmocka_run_group_tests(tests, tls_setup, tls_teardown);
+    return ivy_test_exit(cmocka_run_group_tests(tests, tls_setup, tls_teardown));
 }

@@ -98,7 +98,7 @@ static void *curl_body(void *arg)
 static void curl_cacert_keepalive(void **state)
 {
     NEED_OPENSSL();
-    if (!have_program("curl")) skip();
+    if (!have_program("curl")) skip_visibly("curl is missing (Debian: curl)");
     green(curl_body);
 }
 
@@ -121,7 +121,7 @@ static void *curl_bad_body(void *arg)
 static void curl_untrusted_alert_is_eproto(void **state)
 {
     NEED_OPENSSL();
-    if (!have_program("curl")) skip();
+    if (!have_program("curl")) skip_visibly("curl is missing (Debian: curl)");
     green(curl_bad_body);
 }
 
@@ -157,7 +157,7 @@ static void *python_body(void *arg)
 static void python_ssl_pipelining(void **state)
 {
     NEED_OPENSSL();
-    if (!have_program("python3")) skip();
+    if (!have_program("python3")) skip_visibly("python3 is missing (Debian: python3)");
     green(python_body);
 }
 
@@ -311,5 +311,5 @@ int main(void)
         cmocka_unit_test(stalled_handshake_times_out),
         cmocka_unit_test(reload_rereads_certificate),
     };
-    return cmocka_run_group_tests(tests, tls_setup, tls_teardown);
+    return ivy_test_exit(cmocka_run_group_tests(tests, tls_setup, tls_teardown));
 }

@@ -328,6 +328,11 @@ static void *plain_body(void *arg)
     assert_int_equal((int)b.sum, -EPROTO);
     assert_int_equal(plain_calls, 1);
     assert_int_equal(ivy_tls_run_plain(NULL, plain_echo, NULL), -EINVAL);
+    /* The TCP helper over TLS: a context and a function are required; outside a cluster
+       there is no worker context. */
+    assert_int_equal(ivy_tls_tcp_serve(lfd, NULL, plain_echo, NULL), -EINVAL);
+    assert_int_equal(ivy_tls_tcp_serve(lfd, b.ctx, NULL, NULL), -EINVAL);
+    assert_null(ivy_worker_tls());
     ivy_close(cfd);
     ivy_close(lfd);
     ivy_tls_ctx_free(b.ctx);
@@ -351,5 +356,5 @@ int main(void)
         cmocka_unit_test(duplex_and_resumed_handshake),
         cmocka_unit_test(plain_tcp_function_over_tls),
     };
-    return cmocka_run_group_tests(tests, tls_setup, tls_teardown);
+    return ivy_test_exit(cmocka_run_group_tests(tests, tls_setup, tls_teardown));
 }

@@ -9,6 +9,8 @@
 
 #include <ivy/ivy.h>
 
+#include "skip.h"
+
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -126,12 +128,10 @@ static inline int tls_answer(ivy_tls *t)
 static struct tls_certs certs;
 static bool have_openssl;
 
+/* Without the openssl command no certificate can be made: a visible skip (tests/skip.h). */
 #define NEED_OPENSSL()                                                                             \
     do {                                                                                           \
-        if (!have_openssl) {                                                                       \
-            fprintf(stderr, "skipped: the openssl command is missing (Debian: openssl)\n");        \
-            skip();                                                                                \
-        }                                                                                          \
+        if (!have_openssl) skip_visibly("the openssl command is missing (Debian: openssl)");       \
     } while (0)
 
 static inline void remove_certs(struct tls_certs *c)
