@@ -7,8 +7,8 @@ JOBS ?= $(shell nproc)
 PREFIX ?= /usr/local
 TEST_DEPS ?= wrk nginx-light python3 libcurl4-openssl-dev libhiredis-dev libpq-dev redis-server \
              postgresql openssl
-BENCH_DEPS ?= wrk nginx-light python3-gevent python3-eventlet libboost-context-dev libhiredis-dev \
-              redis-server h2o openssl
+BENCH_DEPS ?= wrk nginx-light h2o golang-go golang-github-valyala-fasthttp-dev python3-gevent \
+              python3-eventlet libboost-context-dev libhiredis-dev redis-server openssl
 FUZZ_DEPS ?= clang libfuzzer-14-dev
 FUZZ_SECONDS ?= 120
 FUZZ_TARGETS ?= http_parse http_chunked load_resp

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # HTTP hello world: ivy serve (http app, one worker) against the bare io_uring loop
 # (build/bench/raw_http_server, the limit of ivy's design), nginx (one worker, `return 200`),
-# and the same hello server on gevent and on eventlet, all with the same client in one run:
-# wrk -t1 -c64, keep-alive, then 16-deep pipelined (a wrk Lua script). Servers run on one CPU,
+# h2o (one thread, a 13-byte file: Debian's h2o has no fixed-body handler but mruby, which
+# costs more), Go fasthttp (GOMAXPROCS=1, bench/go/fasthttp_hello) and the same hello server
+# on gevent and on eventlet, all with the same client in one run: wrk -t1 -c64, keep-alive,
+# then 16-deep pipelined (a wrk Lua script); then ivy's JSON route (GET /users/42 through the
+# router, keep-alive) against its own hello route. Servers run on one CPU,
 # wrk on another; the CPU time of each server's serving processes (ivy's and nginx's workers,
 # not their supervisor or master) is read from /proc/PID/stat before and after a run for
 # CPU-microseconds per request, and their time spent runnable but not running (schedstat) says
@@ -11,7 +14,7 @@
 # Env: DURATION (seconds per run, default 10), ROUNDS (default 1; with more, every figure is
 # the median over rounds, servers interleaved within each), IVY (default build/apps/ivy),
 # SERVER_CPU / CLIENT_CPU (default 0 and the last CPU), VERBOSE (each run's figures on stderr),
-# SERVERS (a subset of "ivy raw nginx gevent eventlet", for quicker comparisons).
+# SERVERS (a subset of "ivy raw nginx h2o fasthttp gevent eventlet", for quicker comparisons).
 # Prints `name: value unit` lines; ratios compare figures of this run only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,7 +32,8 @@ HZ=$(getconf CLK_TCK)
 for f in "$IVY" "$RAW"; do
   [ -x "$f" ] || { echo "http.sh: $f missing: run make first" >&2; exit 1; }
 done
-scripts/deps.sh wrk nginx-light python3-gevent python3-eventlet
+scripts/deps.sh wrk nginx-light h2o golang-go golang-github-valyala-fasthttp-dev python3-gevent \
+  python3-eventlet
 
 TMP=$(mktemp -d /tmp/ivy-bench-http.XXXXXX)
 declare -A SPID SPORT # per server name: the process we started, its port
@@ -116,19 +120,49 @@ http {
 EOF
 }
 
+h2o_conf() { # port
+  mkdir -p "$TMP/h2o"
+  printf 'Hello, World!' >"$TMP/h2o/hello.txt"
+  # As root, h2o would drop to nobody, who cannot read $TMP: it stays root.
+  [ "$(id -u)" -eq 0 ] && echo "user: root" >"$TMP/h2o/h2o.conf"
+  cat >>"$TMP/h2o/h2o.conf" <<EOF
+num-threads: 1
+listen:
+  host: 127.0.0.1
+  port: $1
+pid-file: $TMP/h2o/h2o.pid
+error-log: $TMP/h2o/error.log
+hosts:
+  default:
+    paths:
+      /:
+        file.file: $TMP/h2o/hello.txt
+        file.etag: OFF
+EOF
+}
+
+# Go fasthttp's hello server, built from Debian's packages (no module download).
+build_fasthttp() {
+  GO111MODULE=off GOPATH=/usr/share/gocode go build -o "$TMP/fasthttp_hello" \
+    ./bench/go/fasthttp_hello
+}
+
 PORT=$((20000 + RANDOM % 20000))
 
 # Starts server $1 as $2 on CPUs $3 (ivy: $4 workers); waits until it answers hello.
 start() {
   local name=$2
   PORT=$((PORT + 1))
-  while ss -Htln "sport = :$PORT" | grep -q .; do PORT=$((PORT + 1)); done
+  while ss -Htan "sport = :$PORT" | grep -q .; do PORT=$((PORT + 1)); done
   case $1 in
   ivy) taskset -c "$3" "$IVY" serve --app http --workers "$4" --listen "127.0.0.1:$PORT" \
          --quiet >"$TMP/$name.log" 2>&1 & ;;
   raw) taskset -c "$3" "$RAW" "$PORT" >"$TMP/$name.log" 2>&1 & ;;
   nginx) nginx_conf "$PORT"
          taskset -c "$3" nginx -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" >"$TMP/$name.log" 2>&1 & ;;
+  h2o) h2o_conf "$PORT"
+       taskset -c "$3" h2o -c "$TMP/h2o/h2o.conf" >"$TMP/$name.log" 2>&1 & ;;
+  fasthttp) GOMAXPROCS=1 taskset -c "$3" "$TMP/fasthttp_hello" "$PORT" >"$TMP/$name.log" 2>&1 & ;;
   gevent | eventlet) taskset -c "$3" "$PY" "$TMP/hello.py" "$1" "$PORT" >"$TMP/$name.log" 2>&1 & ;;
   esac
   SPID[$name]=$!
@@ -142,12 +176,12 @@ start() {
   exit 1
 }
 
-# The processes that serve: the workers of ivy and nginx (their supervisor and master only
-# watch), else the process we started.
+# The processes that serve server $1: the workers of ivy and nginx (their supervisor and
+# master only watch), else the process we started (h2o's child only annotates crashes).
 server_pids() {
-  local kids
-  kids=$(pgrep -P "$1" || true)
-  echo "${kids:-$1}"
+  local kids=""
+  case $1 in ivy* | nginx) kids=$(pgrep -P "${SPID[$1]}" || true) ;; esac
+  echo "${kids:-${SPID[$1]}}"
 }
 
 # "cpu_ticks runnable_wait_ns" used so far by the processes $@, every thread of them.
@@ -163,12 +197,13 @@ usage() {
   echo "$t $w"
 }
 
-# Runs wrk against server $1 in mode $2 (ka|pipe); prints
+# Runs wrk against server $1 in mode $2 (ka|pipe|json: keep-alive on /users/42); prints
 # "rps cpu_us_per_req wrk_cpu_pct runnable_wait_pct".
 measure() {
   local script=() out u0 u1 rps reqs pids url="http://127.0.0.1:${SPORT[$1]}/"
   [ "$2" = pipe ] && script=(-s "$TMP/pipeline.lua")
-  pids=$(server_pids "${SPID[$1]}")
+  [ "$2" = json ] && url+="users/42"
+  pids=$(server_pids "$1")
   taskset -c "$CLIENT_CPU" wrk -t1 -c64 -d1s "${script[@]}" "$url" >/dev/null
   u0=$(usage $pids)
   out=$(taskset -c "$CLIENT_CPU" /usr/bin/time -f "wrkcpu %P" \
@@ -191,7 +226,8 @@ median() { sort -g | awk '{v[NR] = $1} END {if (!NR) print "n/a"; else print NR 
 
 # Every server runs from the start (idle ones cost nothing); rounds interleave them, so that a
 # change in the machine's load touches all of them alike.
-read -r -a SERVERS <<<"${SERVERS:-ivy raw nginx gevent eventlet}"
+read -r -a SERVERS <<<"${SERVERS:-ivy raw nginx h2o fasthttp gevent eventlet}"
+for s in "${SERVERS[@]}"; do [ "$s" = fasthttp ] && build_fasthttp; done
 for s in "${SERVERS[@]}"; do start "$s" "$s" "$SERVER_CPU" 1; done
 start ivy ivy2 "0,1" 2 # two workers, on CPUs 0 and 1 whatever the client's
 declare -A R # R[name.mode]: one line per round, as measure prints it
@@ -204,6 +240,7 @@ for round in $(seq "$ROUNDS"); do
     done
   done
   R[ivy2.ka]+="$(measure ivy2 ka)"$'\n'
+  for s in "${SERVERS[@]}"; do [ "$s" = ivy ] && R[ivy.json]+="$(measure ivy json)"$'\n'; done
 done
 
 col() { printf '%s' "${R[$1]:-}" | awk -v c="$2" 'NF {print $c}' | median; }
@@ -221,15 +258,25 @@ for mode in ka pipe; do
     printf '%s%s_cpu_us_per_req: %s us\n' "$p" "$s" "$(col "$s.$mode" 2)"
   done
   ivy=$(col "ivy.$mode" 1)
-  printf '%srps_vs_raw: %s\n' "$p" "$(ratio "$ivy" "$(col "raw.$mode" 1)")"
-  printf '%srps_vs_nginx: %s\n' "$p" "$(ratio "$ivy" "$(col "nginx.$mode" 1)")"
-  printf '%srps_vs_gevent: %s\n' "$p" "$(ratio "$ivy" "$(col "gevent.$mode" 1)")"
-  printf '%scpu_vs_nginx: %s\n' "$p" "$(ratio "$(col "ivy.$mode" 2)" "$(col "nginx.$mode" 2)")"
+  for s in "${SERVERS[@]}"; do # ivy against each peer: above 1 is more req/s, more CPU
+    [ "$s" = ivy ] && continue
+    printf '%srps_vs_%s: %s\n' "$p" "$s" "$(ratio "$ivy" "$(col "$s.$mode" 1)")"
+  done
+  for s in "${SERVERS[@]}"; do
+    [ "$s" = ivy ] && continue
+    printf '%scpu_vs_%s: %s\n' "$p" "$s" "$(ratio "$(col "ivy.$mode" 2)" "$(col "$s.$mode" 2)")"
+  done
   printf '%swrk_cpu_with_ivy: %s %%\n' "$p" "$(col "ivy.$mode" 3)"
   for s in "${SERVERS[@]}"; do # how contended the machine was: time runnable, not running
     printf '%s%s_runq_wait: %s %%\n' "$p" "$s" "$(col "$s.$mode" 4)"
   done
 done
+if [ -n "${R[ivy.json]:-}" ]; then # GET /users/42: a path parameter, a JSON body
+  printf 'json_ivy_rps: %s req/s\n' "$(col ivy.json 1)"
+  printf 'json_ivy_cpu_us_per_req: %s us\n' "$(col ivy.json 2)"
+  printf 'json_cpu_vs_hello: %s\n' "$(ratio "$(col ivy.json 2)" "$(col ivy.ka 2)")"
+  printf 'json_ivy_runq_wait: %s %%\n' "$(col ivy.json 4)"
+fi
 printf 'ivy_2w_rps: %s req/s\n' "$(col ivy2.ka 1)"
 printf 'scaling_2w: %s\n' "$(ratio "$(col ivy2.ka 1)" "$(col ivy.ka 1)")"
 wrk2=$(col ivy2.ka 3)
