@@ -18,6 +18,7 @@
 # Prints `name: value unit` lines; ratios compare figures of this run only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib/peers.sh
 
 DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-1}
@@ -45,7 +46,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# ---- peers ---------------------------------------------------------------------------------
+# ---- wrk's pipelining script (the servers: bench/lib/peers.sh) ---------------------------
 cat >"$TMP/pipeline.lua" <<'EOF'
 -- 16 requests per write; wrk counts each response.
 init = function(args)
@@ -56,104 +57,10 @@ end
 request = function() return req end
 EOF
 
-cat >"$TMP/hello.py" <<'EOF'
-# The hello server on gevent or eventlet: a green thread per connection answering every
-# request head in what it receives (keep-alive, pipelining), Date formatted once per second.
-import socket, sys, time
-from email.utils import formatdate
-flavour, port = sys.argv[1], int(sys.argv[2])
-cache = [0, b""]
-def response():
-    now = int(time.time())
-    if cache[0] != now:
-        cache[0] = now
-        cache[1] = (b"HTTP/1.1 200 OK\r\nServer: " + flavour.encode() + b"\r\nDate: " +
-                    formatdate(now, usegmt=True).encode() +
-                    b"\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n\r\nHello, World!")
-    return cache[1]
-def handle(sock, addr=None):
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    carry = b""
-    while True:
-        data = sock.recv(65536)
-        if not data:
-            break
-        buf = carry + data
-        n = buf.count(b"\r\n\r\n")
-        if n:
-            carry = buf[buf.rfind(b"\r\n\r\n") + 4:]
-            sock.sendall(response() * n)
-        else:
-            carry = buf
-    sock.close()
-if flavour == "gevent":
-    from gevent.server import StreamServer
-    StreamServer(("127.0.0.1", port), handle, backlog=4096).serve_forever()
-else:
-    import eventlet
-    srv = eventlet.listen(("127.0.0.1", port), backlog=4096)
-    pool = eventlet.GreenPool(100000)
-    while True:
-        sock, addr = srv.accept()
-        pool.spawn_n(handle, sock, addr)
-EOF
-
-nginx_conf() { # port
-  mkdir -p "$TMP/nginx"
-  cat >"$TMP/nginx/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $TMP/nginx/nginx.pid;
-error_log $TMP/nginx/error.log;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  default_type text/plain;
-  keepalive_requests 100000000; # the default (1000) would make wrk reconnect: not the test
-  client_body_temp_path $TMP/nginx; proxy_temp_path $TMP/nginx; fastcgi_temp_path $TMP/nginx;
-  uwsgi_temp_path $TMP/nginx; scgi_temp_path $TMP/nginx;
-  server {
-    listen 127.0.0.1:$1 reuseport;
-    location / { return 200 "Hello, World!"; }
-  }
-}
-EOF
-}
-
-h2o_conf() { # port
-  mkdir -p "$TMP/h2o"
-  printf 'Hello, World!' >"$TMP/h2o/hello.txt"
-  # As root, h2o would drop to nobody, who cannot read $TMP: it stays root.
-  [ "$(id -u)" -eq 0 ] && echo "user: root" >"$TMP/h2o/h2o.conf"
-  cat >>"$TMP/h2o/h2o.conf" <<EOF
-num-threads: 1
-listen:
-  host: 127.0.0.1
-  port: $1
-pid-file: $TMP/h2o/h2o.pid
-error-log: $TMP/h2o/error.log
-hosts:
-  default:
-    paths:
-      /:
-        file.file: $TMP/h2o/hello.txt
-        file.etag: OFF
-EOF
-}
-
-# Go fasthttp's hello server, built from Debian's packages (no module download).
-build_fasthttp() {
-  GO111MODULE=off GOPATH=/usr/share/gocode go build -o "$TMP/fasthttp_hello" \
-    ./bench/go/fasthttp_hello
-}
-
-PORT=$((20000 + RANDOM % 20000))
-
 # Starts server $1 as $2 on CPUs $3 (ivy: $4 workers); waits until it answers hello.
 start() {
   local name=$2
-  PORT=$((PORT + 1))
-  while ss -Htan "sport = :$PORT" | grep -q .; do PORT=$((PORT + 1)); done
+  next_port
   case $1 in
   ivy) taskset -c "$3" "$IVY" serve --app http --workers "$4" --listen "127.0.0.1:$PORT" \
          --quiet >"$TMP/$name.log" 2>&1 & ;;
@@ -163,14 +70,11 @@ start() {
   h2o) h2o_conf "$PORT"
        taskset -c "$3" h2o -c "$TMP/h2o/h2o.conf" >"$TMP/$name.log" 2>&1 & ;;
   fasthttp) GOMAXPROCS=1 taskset -c "$3" "$TMP/fasthttp_hello" "$PORT" >"$TMP/$name.log" 2>&1 & ;;
-  gevent | eventlet) taskset -c "$3" "$PY" "$TMP/hello.py" "$1" "$PORT" >"$TMP/$name.log" 2>&1 & ;;
+  gevent | eventlet) taskset -c "$3" "$PY" "$HELLO_GREEN" "$1" "$PORT" >"$TMP/$name.log" 2>&1 & ;;
   esac
   SPID[$name]=$!
   SPORT[$name]=$PORT
-  for _ in $(seq 200); do
-    curl -sf "http://127.0.0.1:$PORT/" 2>/dev/null | grep -q "Hello, World!" && return 0
-    sleep 0.05
-  done
+  await_hello "$PORT" && return 0
   echo "http.sh: $name did not answer on port $PORT:" >&2
   cat "$TMP/$name.log" >&2
   exit 1
@@ -227,7 +131,7 @@ median() { sort -g | awk '{v[NR] = $1} END {if (!NR) print "n/a"; else print NR 
 # Every server runs from the start (idle ones cost nothing); rounds interleave them, so that a
 # change in the machine's load touches all of them alike.
 read -r -a SERVERS <<<"${SERVERS:-ivy raw nginx h2o fasthttp gevent eventlet}"
-for s in "${SERVERS[@]}"; do [ "$s" = fasthttp ] && build_fasthttp; done
+for s in "${SERVERS[@]}"; do [ "$s" = fasthttp ] && go_build fasthttp_hello; done
 for s in "${SERVERS[@]}"; do start "$s" "$s" "$SERVER_CPU" 1; done
 start ivy ivy2 "0,1" 2 # two workers, on CPUs 0 and 1 whatever the client's
 declare -A R # R[name.mode]: one line per round, as measure prints it
