@@ -56,7 +56,7 @@ start() {
   case $1 in
   ivy) taskset -c "$SERVER_CPU" "$IVY" serve --app http --workers 1 --listen "127.0.0.1:$PORT" \
          --keepalive-timeout 600 --quiet >"$TMP/$1.log" 2>&1 & ;;
-  nginx) nginx_conf "$PORT" $((CONNS + 100))
+  nginx) nginx_conf "$PORT" "$CONNS"
          taskset -c "$SERVER_CPU" nginx -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" \
            >"$TMP/$1.log" 2>&1 & ;;
   gevent) taskset -c "$SERVER_CPU" "$PY" "$HELLO_GREEN" gevent "$PORT" >"$TMP/$1.log" 2>&1 & ;;

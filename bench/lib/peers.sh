@@ -5,14 +5,17 @@
 PEERS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 HELLO_GREEN=$PEERS_DIR/hello_green.py # python3 hello_green.py gevent|eventlet PORT
 
-# nginx, one worker, `return 200 "Hello, World!"`: $TMP/nginx/nginx.conf for port $1 and at most
-# $2 connections (default 4096).
+# nginx, one worker, `return 200 "Hello, World!"`: $TMP/nginx/nginx.conf for port $1 and $2
+# clients at once (default 4096). nginx closes idle keep-alive connections once fewer than a
+# sixteenth of its connection slots are free: it gets an eighth more slots than clients.
 nginx_conf() {
-  local conns=${2:-4096}
+  local conns=$((${2:-4096} * 9 / 8 + 64)) files
+  files=$(ulimit -Hn)
+  [ "$files" = unlimited ] || [ "$files" -gt $((conns + 64)) ] && files=$((conns + 64))
   mkdir -p "$TMP/nginx"
   cat >"$TMP/nginx/nginx.conf" <<EOF
 worker_processes 1;
-worker_rlimit_nofile $((conns + 64));
+worker_rlimit_nofile $files;
 daemon off;
 pid $TMP/nginx/nginx.pid;
 error_log $TMP/nginx/error.log;
