@@ -119,7 +119,9 @@ for s in "${SERVERS[@]}"; do
     "${OPENED[$s]} answered once, ${ANSWERED[$s]} twice" >&2
 done
 
-per_conn() { awk -v a="${AFTER[$1]}" -v b="${BEFORE[$1]}" -v n="$CONNS" 'BEGIN { printf "%.2f", (a - b) / n }'; }
+per_conn() { # KiB of RSS per connection that server $1 gained
+  awk -v a="${AFTER[$1]}" -v b="${BEFORE[$1]}" -v n="$CONNS" 'BEGIN { printf "%.2f", (a - b) / n }'
+}
 echo "idle: $CONNS keep-alive connections after one request each, servers on cpu $SERVER_CPU," \
      "client on cpu $CLIENT_CPU, VmRSS before and ${SETTLE} s after"
 for s in "${SERVERS[@]}"; do
