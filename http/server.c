@@ -65,7 +65,6 @@ static double head_wait(struct http_conn *c)
  */
 static ssize_t fill(struct http_conn *c)
 {
-    const struct http_server *s = c->srv;
     bool idle = c->off == c->len;
     if (idle) {
         c->off = c->len = 0;
@@ -77,7 +76,9 @@ static ssize_t fill(struct http_conn *c)
     }
     if (c->len == c->cap && ivy__http_grow_in(c) < 0) return -ENOMEM;
     size_t room = c->cap - c->len;
-    double wait = idle ? s->hot_wait : head_wait(c);
+    /* Idle, the hot wait's end comes from the server's sweeper (a timer here would cost two
+     * heap operations and a clock read per batch). */
+    double wait = idle ? 0 : head_wait(c);
     if (wait < 0) return -ETIMEDOUT;
     return ivy__http_recv(c, c->in + c->len, room, wait);
 }
@@ -293,6 +294,28 @@ static double seconds(double v, double dflt)
     return v == 0 ? dflt : v < 0 ? 0 : v;
 }
 
+/*
+ * The hot wait's clock, one green thread per server: a connection idle (waiting for a request
+ * with nothing of it received) for longer than hot_wait is woken with -ETIMEDOUT, and parks or
+ * closes. The idle stamps come from the coarse clock the registry already keeps, so a batch
+ * costs no timer; the sweep runs every eighth of hot_wait, at most every 0.1 s.
+ */
+static void *sweeper(void *arg)
+{
+    const struct http_server *s = arg;
+    uint64_t hot = (uint64_t)(s->hot_wait * 1e9);
+    double period = s->hot_wait / 8 < 0.1 ? s->hot_wait / 8 : 0.1;
+    while (ivy_sleep(period) == 0) {
+        uint64_t now = ivy__coarse_ns();
+        for (struct ivy__conn *c = ivy__conns.head; c; c = c->next) {
+            if (c->owner != s || !c->thread || !c->idle || now - c->idle_since <= hot) continue;
+            c->idle = false; /* woken once: it runs, and marks itself again, after this sweep */
+            ivy__interrupt(c->thread, -ETIMEDOUT);
+        }
+    }
+    return NULL;
+}
+
 int ivy_http_serve(int listen_fd, const struct ivy_http_options *o)
 {
     if (!o || !o->handler) return -EINVAL;
@@ -322,6 +345,11 @@ int ivy_http_serve(int listen_fd, const struct ivy_http_options *o)
      * one for about a second), so a worker holds no connection it cannot answer yet, and one
      * that dies leaves those in its queue, which tcp_migrate_req moves to a sibling. */
     setsockopt(listen_fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &one, sizeof one);
+    ivy_thread *sweep = ivy_spawn(sweeper, s);
+    if (!sweep) {
+        free(ref);
+        return -ENOMEM;
+    }
     int fd;
     while ((fd = ivy_accept(listen_fd, NULL)) >= 0) {
         struct http_conn *c = calloc(1, sizeof *c);
@@ -333,12 +361,15 @@ int ivy_http_serve(int listen_fd, const struct ivy_http_options *o)
         c->fd = fd;
         c->idle_timer.index = IVY_TIMER_IDLE;
         ivy__conn_open(&c->reg, -1);
+        c->reg.owner = s;
         ref->serving.refs++;
         if (ivy_spawn_n(conn_run, c) < 0) conn_end(c);
     }
     /* Closed now, the listener's queue moves to a sibling (tcp_migrate_req) at once. */
     ivy_close(listen_fd);
     ivy__serving_wait(&ref->serving);
+    ivy_kill(sweep);
+    if (ivy_join(sweep, NULL) < 0) ivy_detach(sweep); /* we were killed: it ends on its own */
     unref(s);
     return fd == -ESHUTDOWN ? 0 : fd;
 }

@@ -18,6 +18,7 @@ struct ivy__conn {
     ivy_thread *thread; /* NULL while the connection waits with no thread of its own */
     void (*wake)(struct ivy__conn *c, int err); /* then: how to end that wait */
     struct ivy__conn *prev, *next;
+    const void *owner; /* the server it belongs to (for that server's own sweeps) */
     int fd;    /* >= 0: idle whenever its thread waits to receive on fd with nothing queued */
     bool idle; /* waiting for the next request with nothing half-read */
     uint64_t idle_since;

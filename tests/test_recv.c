@@ -493,8 +493,11 @@ static void *own_hub(void *arg)
     /* One byte still queued, the receive armed: the hub's end frees both (LSan checks). */
     assert_int_equal(ivy_hub_free(), 0);
     close(p.a);
+    /* Closed for good, not held open by the armed receive: end of stream, or a reset when the
+     * "z" was still in the kernel's buffer rather than the hub's queue at close. */
     char c;
-    assert_int_equal(recv(p.b, &c, 1, 0), 0);
+    ssize_t n = recv(p.b, &c, 1, 0);
+    assert_true(n == 0 || (n < 0 && errno == ECONNRESET));
     close(p.b);
     return NULL;
 }
