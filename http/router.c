@@ -23,6 +23,7 @@ struct route {
     struct ivy_http_slice method; /* p NULL: any */
     struct seg *seg;
     unsigned nseg;
+    bool params; /* some segment is a named {wildcard} */
     ivy_http_handler fn;
     void *arg;
 };
@@ -149,6 +150,9 @@ int ivy_http_route(ivy_http_router *rt, const char *pattern, ivy_http_handler fn
         free(r.seg);
         return rc;
     }
+    for (unsigned i = 0; i < r.nseg; i++)
+        if (r.seg[i].kind == SEG_PARAM || (r.seg[i].kind == SEG_REST && r.seg[i].text.len))
+            r.params = true;
     rt->v[rt->n++] = r;
     return 0;
 }
@@ -256,6 +260,15 @@ static int not_allowed(ivy_http_req *r, const ivy_http_router *rt)
     return rc < 0 ? rc : ivy_http_error(r, 405);
 }
 
+/* Whether route x can match a path whose first segment is first: a literal first segment must
+ * be it. A cheap test that spares most routes the full match. */
+static bool may_match(const struct route *x, struct ivy_http_slice first)
+{
+    const struct seg *s0 = &x->seg[0];
+    return s0->kind != SEG_LIT ||
+           (s0->text.len == first.len && !memcmp(s0->text.p, first.p, first.len));
+}
+
 int ivy_http_router_handler(ivy_http_req *r, void *arg)
 {
     const ivy_http_router *rt = arg;
@@ -263,8 +276,14 @@ int ivy_http_router_handler(ivy_http_req *r, void *arg)
     uint8_t score[64], best_score[64];
     bool path_seen = false;
     int rank, best_rank = -1;
+    struct ivy_http_slice path = r->h.path, first = {path.p + 1, 0};
+    if (path.len) {
+        const char *slash = memchr(path.p + 1, '/', path.len - 1);
+        first.len = (size_t)((slash ? slash : path.p + path.len) - first.p);
+    }
     for (unsigned i = 0; i < rt->n; i++) {
         const struct route *x = &rt->v[i];
+        if (!may_match(x, first)) continue;
         if (x->nseg > sizeof score || !match(x, r->h.path, NULL, score)) continue;
         path_seen = true;
         if ((rank = method_rank(x, r)) < 0) continue;
@@ -274,6 +293,6 @@ int ivy_http_router_handler(ivy_http_req *r, void *arg)
         memcpy(best_score, score, x->nseg);
     }
     if (!best) return path_seen ? not_allowed(r, rt) : ivy_http_error(r, 404);
-    match(best, r->h.path, r, score);
+    if (best->params) match(best, r->h.path, r, score); /* again, to take its parameters */
     return best->fn(r, best->arg);
 }

@@ -454,6 +454,10 @@ int ivy__recv_notify(int fd, void (*cb)(void *arg), void *arg)
     if (!s) return -ENOMEM;
     if (s->qlen || s->has_end) return 1;
     if (s->notify) return -EBUSY;
+    /* A socket waited on with no thread is a quiet one: its empty queue goes until bytes come. */
+    free(s->q);
+    s->q = NULL;
+    s->qcap = s->qhead = 0;
     if (!s->armed && !s->once_armed) arm(h, s);
     if (s->has_end) return 1; /* arm found no memory */
     s->notify = cb;
