@@ -73,21 +73,9 @@ static pid_t serve(int port, const char *const *extra)
     for (; extra && *extra; extra++)
         argv[n++] = *extra;
     argv[n] = NULL;
-    pid_t pid = fork();
+    pid_t pid = spawn_quiet(argv);
     assert_true(pid >= 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        int devnull = open("/dev/null", O_WRONLY);
-        dup2(devnull, STDOUT_FILENO);
-        execv(ivy_binary(), (char **)argv);
-        _exit(127);
-    }
-    int fd = -1;
-    for (int i = 0; i < 400 && fd < 0; i++) {
-        if ((fd = dial(port)) < 0) sleep_ms(10);
-    }
-    assert_true(fd >= 0);
-    close(fd);
+    assert_true(wait_listening(port, 4000));
     wait_all_ready(pid); /* every worker listening, not just the first */
     return pid;
 }

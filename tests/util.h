@@ -85,6 +85,33 @@ static inline pid_t spawn_logged(const char *const *argv, const char *log)
     return pid;
 }
 
+/* Starts argv[0] with its stdout on /dev/null (stderr kept); returns its pid. */
+static inline pid_t spawn_quiet(const char *const *argv)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        dup2(open("/dev/null", O_WRONLY), STDOUT_FILENO);
+        execv(argv[0], (char **)argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* Waits up to ms for something to accept on the loopback port: true once it did. */
+static inline bool wait_listening(int port, int ms)
+{
+    for (int i = 0; i < ms / 10; i++, sleep_ms(10)) {
+        int fd = dial(port);
+        if (fd >= 0) {
+            close(fd);
+            return true;
+        }
+    }
+    return false;
+}
+
 /* The whole of a file (NUL-terminated, static buffer), "" if absent. */
 static inline const char *slurp(const char *path)
 {
