@@ -11,7 +11,7 @@ BENCH_DEPS ?= wrk nginx-light h2o golang-go golang-github-valyala-fasthttp-dev p
               python3-eventlet libboost-context-dev libhiredis-dev redis-server openssl
 FUZZ_DEPS ?= clang libfuzzer-14-dev
 FUZZ_SECONDS ?= 120
-FUZZ_TARGETS ?= http_parse http_chunked load_resp
+FUZZ_TARGETS ?= http_parse http_chunked load_resp http_conn
 
 .PHONY: all release debug test run bench fuzz fuzz-coverage deps clean format install
 
@@ -61,6 +61,9 @@ bench:
 FUZZ_SRC_http_parse = http/parse.c
 FUZZ_SRC_http_chunked = http/chunked.c
 FUZZ_SRC_load_resp = apps/load_resp.c
+# A whole connection: the runtime, io and the HTTP server, on a real hub and loopback sockets.
+FUZZ_SRC_http_conn = $(filter-out runtime/version.c,$(wildcard runtime/*.c io/*.c http/*.c)) \
+  runtime/switch_$(shell uname -m).S -Iruntime -Iio $(shell pkg-config --cflags --libs liburing openssl) -lpthread
 FUZZ_CFLAGS = -std=gnu11 -g -O1 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
   -fno-sanitize-recover=undefined -Iinclude -Ihttp -Iapps -Ifuzz
 
@@ -71,6 +74,7 @@ fuzz:
 	  case $$t in http_parse) src="$(FUZZ_SRC_http_parse)"; opts="-max_len=12288";; \
 	    http_chunked) src="$(FUZZ_SRC_http_chunked)"; opts="-max_len=8192";; \
 	    load_resp) src="$(FUZZ_SRC_load_resp)"; opts="-max_len=1024";; \
+	    http_conn) src="$(FUZZ_SRC_http_conn)"; opts="-max_len=4096 -detect_leaks=1";; \
 	    *) echo "no such fuzz target: $$t"; exit 1;; esac; \
 	  clang $(FUZZ_CFLAGS) -o build-fuzz/$$t fuzz/$$t.c $$src; \
 	  mkdir -p build-fuzz/corpus-$$t fuzz/crashes/$$t; \
