@@ -94,8 +94,10 @@ static bool key_is(struct ivy_http_slice k, const char *name)
 
 ssize_t ivy_http_query_param(const ivy_http_req *r, const char *name, char *buf, size_t cap)
 {
-    const char *q = r->h.query.p, *end = q + r->h.query.len;
-    while (q && q < end) {
+    const char *q = r->h.query.p;
+    if (!q) return -ENOENT; /* no '?' (and no arithmetic on NULL) */
+    const char *end = q + r->h.query.len;
+    while (q < end) {
         const char *amp = memchr(q, '&', (size_t)(end - q));
         const char *stop = amp ? amp : end;
         const char *eq = memchr(q, '=', (size_t)(stop - q));
