@@ -1,8 +1,8 @@
 /*
  * The HTTP server's connection buffers and their I/O (the connection loop, its receives and
  * timeouts are server.c's): per-worker pools of input and output buffers, growing
- * an input buffer, giving both back when a connection goes quiet, the cold wait that holds no
- * buffer, sending under the send timeout, the lingering close.
+ * an input buffer, giving both back when a connection goes quiet, sending under the send
+ * timeout, the lingering close.
  *
  * A quiet connection gives both buffers back (and their pages), then waits with no green
  * thread at all (server.c): what it holds while idle is its record and the socket's receive

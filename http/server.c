@@ -8,18 +8,18 @@
  * allocated per request: input and output buffers come from per-worker free lists.
  *
  * Buffers and quiet connections (conn.c): a connection that had a request within HOT_SECONDS
- * keeps its buffers and receives straight into its input buffer (one plain receive and one
- * timer per batch). Once that wait times out it gives both back and goes cold: it then waits
- * through an ivy_reader, which holds no buffer of ours while nothing arrives, at the cost of an
- * allocation and two copies per receive.
+ * keeps its buffers and its green thread and receives straight into its input buffer (one plain
+ * receive per batch, no timer: the server's sweeper ends that hot wait). Once it has been quiet
+ * that long it gives both buffers back and parks: its record waits with no thread at all for
+ * bytes, its keep-alive timer or a drain, and whichever comes first starts a thread again.
  *
- * Timeouts (seconds, 0 for never). Every wait for the client's bytes runs under exactly one
- * ivy_timeout scope, whatever the sizes involved, so a request whose bytes arrive together adds
- * one timer.
+ * Timeouts (seconds, 0 for never). Every wait for the client's bytes is bounded, whatever the
+ * sizes involved: the hot wait by the sweeper, a head or body wait by one ivy_timeout scope, a
+ * parked connection by its timer.
  * - Keep-alive: a connection waiting for a request with nothing of it received (a new one, or
  *   one whose requests are all answered) is closed, without a response, once keepalive_timeout
- *   has passed since the wait began. At most HOT_SECONDS, that is the hot wait's own timeout;
- *   longer, the cold wait after the hot one takes the rest.
+ *   has passed since the wait began. At most HOT_SECONDS, the hot wait ends it; longer, the
+ *   parked connection's timer takes the rest.
  * - Request: once part of a head is in, the head must be complete within request_timeout of
  *   the first wait for the rest of it, however its bytes trickle in: that clock does not restart
  *   per receive, so a head dripped a byte at a time (slowloris) gains nothing (nginx's

@@ -120,7 +120,7 @@ int ivy__http_grow_in(struct http_conn *c);
 
 char *ivy__http_out_get(void); /* a pooled IVY_HTTP_OUT_SIZE output buffer, or NULL */
 
-/* Gives back every buffer the connection holds, and frees its reader. */
+/* Gives back every buffer the connection holds. */
 void ivy__http_conn_release(struct http_conn *c);
 
 /*
