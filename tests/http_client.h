@@ -120,6 +120,17 @@ static inline void expect_eof(struct client *c)
     assert_int_equal(c->len, 0);
 }
 
+/* The interim "100 Continue" comes first: it is checked and taken off the buffer. */
+static inline void expect_interim_continue(struct client *c)
+{
+    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    while (c->len < sizeof cont - 1)
+        assert_true(more(c));
+    assert_memory_equal(c->buf, cont, sizeof cont - 1);
+    c->len -= sizeof cont - 1;
+    memmove(c->buf, c->buf + sizeof cont - 1, c->len);
+}
+
 static inline void expect_response(struct client *c, const char *want)
 {
     expect_reply(c, want, false);
