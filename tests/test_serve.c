@@ -334,6 +334,64 @@ static void a_huge_timeout_does_not_kill_workers(void **state)
     stop(sup); /* the drain ends when the worker is done, not after 1e20 s */
 }
 
+/*
+ * Issue 13, defect 1, end to end: a first packet of exactly 16383 bytes (three pipelined GETs)
+ * once left the old connection loop waiting for more bytes with no timeout, so the connection
+ * outlived --keepalive-timeout for ever (16382 bytes: closed in time). All three are answered
+ * and the connection closes on the keep-alive timeout, whatever the sizes.
+ */
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void a_batch_of_exactly_the_buffer_size_still_times_out(void **state)
+{
+    static const size_t sizes[] = {16382, 16383, 16384, 16385};
+    int port = free_port();
+    char listen[32];
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
+    /* Not serve(): one worker is ready once it listens, and the test must also run against
+     * an old build (IVY_BUILD_DIR) whose stats segment lives elsewhere. */
+    const char *argv[] = {ivy_binary(), "serve", "--listen", listen, "--quiet", "--workers", "1",
+                          "--keepalive-timeout", "1", "--request-timeout", "1", NULL};
+    pid_t sup = spawn_quiet(argv);
+    assert_true(sup > 0);
+    assert_true(wait_listening(port, 4000));
+    static char req[16400], resp[4096];
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+        /* Three GETs padded alike (each head under the 8 KiB limit), sizes[i] bytes in all. */
+        static const char get[] = "GET / HTTP/1.1\r\nHost: a\r\nX-Pad: \r\n\r\n";
+        size_t pad = sizes[i] - 3 * (sizeof get - 1), at = 0;
+        for (int k = 0; k < 3; k++) {
+            size_t p = k < 2 ? pad / 3 : pad - 2 * (pad / 3);
+            at += (size_t)sprintf(req + at, "GET / HTTP/1.1\r\nHost: a\r\nX-Pad: ");
+            memset(req + at, 'p', p);
+            at += p;
+            at += (size_t)sprintf(req + at, "\r\n\r\n");
+        }
+        assert_int_equal(at, sizes[i]);
+        int fd = dial(port); /* receives time out after 5 s: longer means never */
+        assert_true(fd >= 0);
+        assert_int_equal(send(fd, req, at, 0), (ssize_t)at);
+        uint64_t t0 = now_ns();
+        size_t got = read_all(fd, resp, sizeof resp);
+        double took = (double)(now_ns() - t0) / 1e9;
+        int answers = 0;
+        for (const char *p = resp; (p = strstr(p, "HTTP/1.1 200 OK\r\n")); p++)
+            answers++;
+        assert_true(got > 0);
+        assert_int_equal(answers, 3);
+        if (took < 0.9 || took > 3.0)
+            fail_msg("%zu bytes: the connection closed after %.2f s, not on the 1 s keep-alive "
+                     "timeout", sizes[i], took);
+        close(fd);
+    }
+    stop(sup);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -345,6 +403,7 @@ int main(void)
         cmocka_unit_test(unknown_user_or_group_is_refused_before_serving),
         cmocka_unit_test(a_huge_timeout_does_not_kill_workers),
         cmocka_unit_test(serve_as_nobody_answers),
+        cmocka_unit_test(a_batch_of_exactly_the_buffer_size_still_times_out),
     };
     if (getenv("IVY_TEST_FILTER")) cmocka_set_test_filter(getenv("IVY_TEST_FILTER"));
     return ivy_test_exit(cmocka_run_group_tests(tests, NULL, NULL));
