@@ -11,6 +11,7 @@
 #include "server_impl.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,7 +98,7 @@ static void release_out(struct http_conn *c)
 void ivy__http_conn_release(struct http_conn *c)
 {
     release_in(c);
-    release_out(c);
+    if (!c->sending) release_out(c); /* in flight, the send's answer gives it back */
 }
 
 int ivy__http_in_get(struct http_conn *c)
@@ -134,6 +135,20 @@ void ivy__http_go_cold(struct http_conn *c)
 }
 
 __thread struct http_totals ivy__http_totals;
+
+/* Reports the batch's counters. */
+static void count(struct http_conn *c)
+{
+    if (c->nreq || c->bytes_in || c->bytes_out) {
+        ivy__conns_count(c->nreq, c->bytes_in, c->bytes_out);
+        struct http_totals *t = &ivy__http_totals;
+        t->requests += c->nreq;
+        t->bytes_in += c->bytes_in;
+        t->bytes_out += c->bytes_out;
+        c->nreq = 0;
+        c->bytes_in = c->bytes_out = 0;
+    }
+}
 
 /* TLS: the records of each piece must leave within the send timeout. */
 static ssize_t tls_send(struct http_conn *c, const char *buf, size_t len, double timeout)
@@ -189,29 +204,120 @@ void ivy__http_linger(int fd)
     ivy_timeout_end(&to);
 }
 
+/* Sends out[sent_off, sent_len) with the answer to sent_complete. */
+static void sent_submit(struct http_conn *c)
+{
+    struct io_uring_sqe *sqe = ivy__sqe(ivy__hub_tls);
+    io_uring_prep_send(sqe, c->fd, c->out + c->sent_off, c->sent_len - c->sent_off, MSG_NOSIGNAL);
+    io_uring_sqe_set_data(sqe, &c->sent);
+}
+
+/* The kernel's answer to the send ivy__http_flush_async left in flight (in the hub). */
+static void sent_complete(struct ivy_completion *k, int res, uint32_t flags)
+{
+    struct http_conn *c = (struct http_conn *)((char *)k - offsetof(struct http_conn, sent));
+    (void)flags;
+    if (c->orphaned) {
+        ivy__hub_tls->stats.inflight--;
+        pool_put(&bufs->out, c->out, IVY_HTTP_OUT_SIZE, IVY_HTTP_OUT_SIZE);
+        free(c);
+        return;
+    }
+    if (res == 0) res = -EPIPE; /* no progress on a non-empty send: never loop on it */
+    if (res > 0 && c->sent_off + (uint32_t)res < c->sent_len) {
+        /* Short: the socket's buffer is full. The rest goes on without the thread, and later
+         * sends are timed from their first byte (send_waits). */
+        c->send_waits = true;
+        c->sent_off += (uint32_t)res;
+        if (!c->stop_send) {
+            sent_submit(c);
+            return;
+        }
+        res = -ECANCELED;
+    }
+    ivy__hub_tls->stats.inflight--;
+    c->sending = false;
+    if (res < 0)
+        c->sent_res = res; /* the connection is broken: its receive ends too, and wakes it */
+    else
+        c->out_len = c->sent_len = c->sent_off = 0; /* all of it taken */
+    ivy__waitq_wake(&c->sent_wq, 0);
+}
+
+int ivy__http_flush_async(struct http_conn *c)
+{
+    if (c->tls || c->send_waits || c->sent_len || !c->out_len) return ivy__http_flush(c);
+    c->sent.complete = sent_complete;
+    c->sent_len = (uint32_t)c->out_len; /* out holds at most IVY_HTTP_OUT_SIZE */
+    c->sent_off = 0;
+    c->sent_res = 0;
+    c->stop_send = false;
+    c->sending = true;
+    ivy__hub_tls->stats.inflight++;
+    sent_submit(c);
+    c->bytes_out += c->out_len; /* out_len stays: out is the kernel's until it answers */
+    count(c);
+    return 0;
+}
+
+/* Asks the kernel to stop the send in flight; its answer comes to sent_complete. */
+static void sent_cancel(struct http_conn *c)
+{
+    c->stop_send = true;
+    struct io_uring_sqe *sqe = ivy__sqe(ivy__hub_tls);
+    io_uring_prep_cancel(sqe, &c->sent, 0);
+    io_uring_sqe_set_data(sqe, NULL);
+}
+
+int ivy__http_settle(struct http_conn *c)
+{
+    if (!c->sent_len) return 0;
+    ivy_thread *self = ivy__self();
+    int rc = 0;
+    if (c->sending) {
+        /* The rest of the batch (16 KiB at most) must leave within the send timeout. */
+        struct ivy_timeout to;
+        bool scoped = c->srv->send > 0 && ivy_timeout_begin(&to, c->srv->send) == 0;
+        while (c->sending && (rc = ivy__blocking_check(self)) == 0)
+            ivy__waitq_wait(&c->sent_wq, self);
+        if (scoped) ivy_timeout_end(&to);
+        if (c->sending && rc == -ETIMEDOUT) {
+            sent_cancel(c); /* answered promptly: wait for it, out is still the kernel's */
+            while (c->sending && ivy__blocking_check(self) == 0)
+                ivy__waitq_wait(&c->sent_wq, self);
+        }
+        if (c->sending) return -ECANCELED; /* killed: ivy__http_send_abandon follows */
+    }
+    if (!c->sent_len) return 0; /* all taken */
+    rc = c->sent_res == -ECANCELED && c->stop_send ? -ETIMEDOUT : c->sent_res;
+    c->out_len = c->sent_len = c->sent_off = 0;
+    return rc;
+}
+
+bool ivy__http_send_abandon(struct http_conn *c)
+{
+    if (!c->sending) return false;
+    if (!c->stop_send) sent_cancel(c);
+    c->orphaned = true;
+    return true;
+}
+
 int ivy__http_flush(struct http_conn *c)
 {
-    int rc = 0;
-    if (c->out_len) {
+    int rc = ivy__http_settle(c);
+    if (rc == 0 && c->out_len) {
         ssize_t n = ivy__http_send(c, c->out, c->out_len, c->srv->send);
         if (n < 0) rc = (int)n;
         c->bytes_out += c->out_len;
         c->out_len = 0;
     }
-    if (c->nreq || c->bytes_in || c->bytes_out) {
-        ivy__conns_count(c->nreq, c->bytes_in, c->bytes_out);
-        struct http_totals *t = &ivy__http_totals;
-        t->requests += c->nreq;
-        t->bytes_in += c->bytes_in;
-        t->bytes_out += c->bytes_out;
-        c->nreq = 0;
-        c->bytes_in = c->bytes_out = 0;
-    }
+    count(c);
     return rc;
 }
 
 char *ivy__http_out_room_slow(struct http_conn *c, size_t n)
 {
+    if (c->sent_len && ivy__http_settle(c) < 0) return NULL;
     if (!c->out) {
         if (!(c->out = ivy__http_out_get())) return NULL;
         c->out_cap = IVY_HTTP_OUT_SIZE;
@@ -223,7 +329,7 @@ char *ivy__http_out_room_slow(struct http_conn *c, size_t n)
 
 int ivy__http_out_put(struct http_conn *c, const void *buf, size_t len)
 {
-    if (c->out && c->out_cap - c->out_len >= len) {
+    if (c->out && !c->sent_len && c->out_cap - c->out_len >= len) {
         memcpy(c->out + c->out_len, buf, len);
         c->out_len += len;
         return 0;

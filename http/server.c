@@ -143,6 +143,8 @@ static int serve(struct http_conn *c)
 {
     for (;;) {
         if (!c->in && ivy__http_in_get(c) < 0) return SERVED;
+        /* The last batch's send failed. */
+        if (c->sent_len && !c->sending && ivy__http_settle(c) < 0) return SERVED;
         /* Idle: waiting for a request with nothing half-read; a draining worker wakes us. */
         bool idle = c->off == c->len;
         ivy__conn_set_idle(&c->reg, idle);
@@ -158,14 +160,17 @@ static int serve(struct http_conn *c)
             c->now = time(NULL); /* a head stalled past request_timeout */
             rc = ivy__http_error_close(c, 408) < 0 ? -EPIPE : 1;
         } else if (n == -ETIMEDOUT && c->srv->cold_wait >= 0) {
+            if (ivy__http_settle(c) < 0) return SERVED; /* out must be ours to give back */
             ivy__http_go_cold(c); /* quiet for the hot wait: wait on with no thread */
             return PARK;
         } else {
             return SERVED; /* the peer closed, an error, the keep-alive timeout, or -ESHUTDOWN:
                               drained while idle */
         }
-        if (rc < 0 || ivy__http_flush(c) < 0) return SERVED;
+        if (rc < 0) return SERVED;
+        if (rc == 0 && ivy__http_flush_async(c) < 0) return SERVED; /* and read on */
         if (rc > 0) {
+            if (ivy__http_flush(c) < 0) return SERVED;
             if (c->tls) ivy_tls_shutdown(c->tls); /* close_notify, then the TCP half-close */
             ivy__http_linger(c->fd);
             return SERVED;
@@ -190,11 +195,12 @@ static void conn_end(struct http_conn *c)
 {
     ivy__http_flush(c);
     ivy__conn_close(&c->reg);
+    bool orphan = ivy__http_send_abandon(c); /* a send still in flight frees c when answered */
     ivy__http_conn_release(c);
     ivy_tls_free(c->tls);
     ivy_close(c->fd);
     unref(c->srv);
-    free(c);
+    if (!orphan) free(c);
 }
 
 /* TLS: the handshake, within the request timeout (a client stalling in it is closed). */

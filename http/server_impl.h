@@ -95,7 +95,17 @@ struct http_conn {
     struct ivy_http_chunked ch;
     struct ivy_timer idle_timer; /* while parked: the rest of the keep-alive timeout */
     int wake;                    /* why a parked connection was resumed: 0 (bytes), or -errno */
-    socklen_t peer_len;          /* 0: not asked yet */
+    /* The batch send left in flight while the thread waits for the next request
+     * (ivy__http_flush_async): out[0, sent_len) is the kernel's until it answers. */
+    struct ivy_completion sent;
+    struct ivy_waitq sent_wq; /* the connection's thread, waiting for it */
+    uint32_t sent_len;        /* 0: none outstanding */
+    uint32_t sent_off;        /* how much of it the kernel took so far */
+    int sent_res;             /* its error once answered, or 0 */
+    bool sending;             /* not answered yet */
+    bool stop_send;           /* cancelled: a short answer is not continued */
+    bool orphaned;            /* ended with the send in flight: its answer frees the record */
+    socklen_t peer_len;       /* 0: not asked yet */
     struct sockaddr_storage peer;
     ivy_http_req *req; /* on the stack of the thread serving the connection now */
 };
@@ -135,11 +145,33 @@ ssize_t ivy__http_send(struct http_conn *c, const char *buf, size_t len, double 
 /* Sends what out holds and reports the batch's counters. 0 or a negative error. */
 int ivy__http_flush(struct http_conn *c);
 
+/*
+ * The connection loop's flush, once a batch is answered and the connection reads on: out leaves
+ * in a send the thread does not wait for (plain connections whose last send found room;
+ * otherwise ivy__http_flush), so a request costs its thread one wake-up, for its bytes, not
+ * two. Until the kernel has taken all of it, out is not written (sent_len): a short send goes
+ * on from the completion, an error is kept for the loop (the receive fails too, and wakes the
+ * thread), and whoever needs out next waits in ivy__http_settle, under the send timeout. So the send
+ * timeout of a batch left in flight runs from when the connection next needs its buffer: the
+ * next response, the hot wait's end (parking), or the close. 0 or a negative error.
+ */
+int ivy__http_flush_async(struct http_conn *c);
+
+/* Waits for the send ivy__http_flush_async left in flight (within the send timeout) and sends
+ * what it did not take: 0, or a negative error (the connection is broken: end it). */
+int ivy__http_settle(struct http_conn *c);
+
+/* The connection ends: a send still in flight (its thread was killed, or the send timed out)
+ * is cancelled, and its answer frees c and its output buffer. True if so: c is not to be
+ * freed now. */
+bool ivy__http_send_abandon(struct http_conn *c);
+
 /* Room for n more bytes in out (flushing first when needed), or NULL on a send error. */
 char *ivy__http_out_room_slow(struct http_conn *c, size_t n);
 static inline char *ivy__http_out_room(struct http_conn *c, size_t n)
 {
-    if (__builtin_expect(c->out && c->out_cap - c->out_len >= n, 1)) return c->out + c->out_len;
+    if (__builtin_expect(c->out && !c->sent_len && c->out_cap - c->out_len >= n, 1))
+        return c->out + c->out_len;
     return ivy__http_out_room_slow(c, n);
 }
 

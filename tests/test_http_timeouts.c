@@ -397,6 +397,43 @@ static void slow_reader(int port)
     end_echoes(&e);
 }
 
+/* 64 Ki pipelined hellos from a client that reads nothing for 0.3 s, then everything: the
+ * batches the server left in flight while reading on (ivy__http_flush_async) end short once the
+ * buffers are full and go on when the client reads (the server's send buffer is small, so a
+ * batch often fits only in part), so every response arrives whole, in order,
+ * within the 1 s send timeout. */
+static void paused_reader(int port)
+{
+    enum { COUNT = 1 << 16 };
+    struct echoes e;
+    send_echoes(&e, COUNT, 0, port, 64 << 10);
+    ivy_sleep(0.3);
+    static char buf[COUNT * 160];
+    size_t got = 0, one = 0;
+    struct ivy_timeout to;
+    assert_int_equal(ivy_timeout_begin(&to, 10.0), 0);
+    while (!one || got < COUNT * one) {
+        ssize_t n = ivy_recv(e.fd, buf + got, sizeof buf - got);
+        if (n <= 0) fail_msg("after %zu bytes: %s", got, n ? strerror((int)-n) : "eof");
+        got += (size_t)n;
+        char *end = one ? NULL : memmem(buf, got, "Hello, World!", 13);
+        if (end) one = (size_t)(end - buf) + 13;
+    }
+    assert_int_equal(ivy_timeout_end(&to), 0);
+    assert_int_equal(got, COUNT * one);
+    for (size_t k = 0; k < COUNT; k++)
+        if (memcmp(buf + k * one, "HTTP/1.1 200 OK\r\n", 17) ||
+            memcmp(buf + (k + 1) * one - 13, "Hello, World!", 13))
+            fail_msg("response %zu is not whole", k);
+    end_echoes(&e);
+}
+
+/* A small send buffer, so that a batch (up to 16 KiB) often fits only in part. */
+static void a_reader_that_pauses_gets_every_small_response(void **state)
+{
+    serve_while_sndbuf(paused_reader, (struct ivy_http_app_options){.send_timeout = 1.0}, 8 << 10);
+}
+
 static void send_timeout_spares_a_slow_but_steady_reader(void **state)
 {
     serve_while_sndbuf(slow_reader, (struct ivy_http_app_options){.send_timeout = T}, 256 << 10);
@@ -498,6 +535,7 @@ int main(void)
         cmocka_unit_test(send_timeout_closes_a_connection_that_never_reads),
         cmocka_unit_test(send_timeout_closes_a_connection_whose_small_responses_fill_its_buffers),
         cmocka_unit_test(send_timeout_spares_a_slow_but_steady_reader),
+        cmocka_unit_test(a_reader_that_pauses_gets_every_small_response),
         cmocka_unit_test(serve_rejects_bad_timeouts_with_status_2),
         cmocka_unit_test(serve_applies_both_timeouts),
     };
