@@ -254,9 +254,9 @@ int ivy__http_flush_async(struct http_conn *c)
     c->stop_send = false;
     c->sending = true;
     ivy__hub_tls->stats.inflight++;
-    sent_submit(c);
     c->bytes_out += c->out_len; /* out_len stays: out is the kernel's until it answers */
     count(c);
+    sent_submit(c);
     return 0;
 }
 
