@@ -209,6 +209,7 @@ static void sent_submit(struct http_conn *c)
 {
     struct io_uring_sqe *sqe = ivy__sqe(ivy__hub_tls);
     io_uring_prep_send(sqe, c->fd, c->out + c->sent_off, c->sent_len - c->sent_off, MSG_NOSIGNAL);
+    if (c->fixed) sqe->flags |= IOSQE_FIXED_FILE;
     io_uring_sqe_set_data(sqe, &c->sent);
 }
 
@@ -221,6 +222,11 @@ static void sent_complete(struct ivy_completion *k, int res, uint32_t flags)
         ivy__hub_tls->stats.inflight--;
         pool_put(&bufs->out, c->out, IVY_HTTP_OUT_SIZE, IVY_HTTP_OUT_SIZE);
         free(c);
+        return;
+    }
+    if (res == -EBADF && c->fixed) {
+        c->fixed = false; /* the slot was emptied under us (see ivy__fixed_add): by descriptor */
+        sent_submit(c);
         return;
     }
     if (res == 0) res = -EPIPE; /* no progress on a non-empty send: never loop on it */
@@ -247,6 +253,8 @@ static void sent_complete(struct ivy_completion *k, int res, uint32_t flags)
 int ivy__http_flush_async(struct http_conn *c)
 {
     if (c->tls || c->send_waits || c->sent_len || !c->out_len) return ivy__http_flush(c);
+    /* A connection on its second batch is likely to make many: worth a registered file. */
+    if (c->batches < 2 && ++c->batches == 2) c->fixed = ivy__fixed_add(ivy__hub_tls, c->fd);
     c->sent.complete = sent_complete;
     c->sent_len = (uint32_t)c->out_len; /* out holds at most IVY_HTTP_OUT_SIZE */
     c->sent_off = 0;

@@ -198,6 +198,7 @@ static void conn_end(struct http_conn *c)
     bool orphan = ivy__http_send_abandon(c); /* a send still in flight frees c when answered */
     ivy__http_conn_release(c);
     ivy_tls_free(c->tls);
+    if (c->fixed) ivy__fixed_drop(ivy__hub_tls, c->fd); /* before the close, in the ring's order */
     ivy_close(c->fd);
     unref(c->srv);
     if (!orphan) free(c);

@@ -104,6 +104,8 @@ struct http_conn {
     int sent_res;             /* its error once answered, or 0 */
     bool sending;             /* not answered yet */
     bool stop_send;           /* cancelled: a short answer is not continued */
+    bool fixed;               /* fd is a registered file (ivy__fixed_add) for those sends */
+    unsigned char batches;    /* sent so far, up to 2: the second registers fd */
     bool orphaned;            /* ended with the send in flight: its answer frees the record */
     socklen_t peer_len;       /* 0: not asked yet */
     struct sockaddr_storage peer;

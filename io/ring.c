@@ -9,6 +9,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 
 static int read_io_uring_disabled(void)
 {
@@ -88,6 +89,27 @@ struct io_uring_sqe *ivy__sqe(struct ivy_hub *h)
         sqe = io_uring_get_sqe(&h->ring);
     }
     return sqe;
+}
+
+bool ivy__fixed_add(struct ivy_hub *h, int fd)
+{
+    enum { FIXED_MAX = 16384 };
+    if (!h->fixed_slots) {
+        struct rlimit rl;
+        rlim_t n = getrlimit(RLIMIT_NOFILE, &rl) == 0 ? rl.rlim_cur : 1024;
+        int slots = n < FIXED_MAX ? (int)n : FIXED_MAX;
+        h->fixed_slots = io_uring_register_files_sparse(&h->ring, (unsigned)slots) == 0 ? slots : -1;
+    }
+    return fd >= 0 && fd < h->fixed_slots &&
+           io_uring_register_files_update(&h->ring, (unsigned)fd, &fd, 1) == 1;
+}
+
+void ivy__fixed_drop(struct ivy_hub *h, int fd)
+{
+    static const int none = -1; /* read when the kernel takes the entry */
+    struct io_uring_sqe *sqe = ivy__sqe(h);
+    io_uring_prep_files_update(sqe, (int *)&none, 1, fd);
+    io_uring_sqe_set_data(sqe, NULL);
 }
 
 static unsigned reap(struct ivy_hub *h)

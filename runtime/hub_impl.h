@@ -140,6 +140,7 @@ struct ivy_hub {
     void *offload;     /* io/offload.c's pool bound to this ring; NULL until first offload */
     bool stop, in_run;
     signed char pbufs; /* provided-buffer ring for receives: 0 unknown, 1 registered, -1 none */
+    int fixed_slots;   /* registered files (ivy__fixed_add): 0 not made yet, -1 none */
     struct ivy_recv_table *rtab;         /* io/recv.c: receive state by socket descriptor */
     struct ivy_deadline *free_deadlines; /* timeout.c: scope records to reuse */
     void (*on_iteration)(void *arg);     /* the cluster's heartbeat */
@@ -219,6 +220,16 @@ int ivy__ring_init(struct ivy_hub *h, unsigned entries, bool quiet);
 struct io_uring_sqe *ivy__sqe(struct ivy_hub *h);
 /* Submits what is queued and reaps completions; waits up to timeout_ns when block. */
 int ivy__ring_poll(struct ivy_hub *h, bool block, uint64_t timeout_ns);
+/*
+ * Registered files, for servers whose sockets no one else sees (the HTTP server's connections:
+ * a handler never has the descriptor): slot fd holds descriptor fd, so that a hot send names it
+ * with IOSQE_FIXED_FILE and skips the file table lookup and reference count every plain request
+ * pays. ivy__fixed_add registers fd (one system call; the table, min(RLIMIT_NOFILE, 16 Ki)
+ * sparse slots, is made on first use): true when slot fd now holds fd's file. ivy__fixed_drop
+ * queues the slot's removal, which must come before fd's close.
+ */
+bool ivy__fixed_add(struct ivy_hub *h, int fd);
+void ivy__fixed_drop(struct ivy_hub *h, int fd);
 /* Frees the receive state of every socket (io/recv.c), before the ring goes. */
 void ivy__recv_hub_free(struct ivy_hub *h);
 

@@ -4,6 +4,7 @@
  * http.client pipelining and hostile requests, and ivy_http_stats.
  */
 #include "http_server_test.h"
+#include "server_impl.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -150,6 +151,46 @@ static void flush_client(int port)
 }
 
 HTTP_TEST(flush_sends_earlier_pipelined_answers_first, flush_client, .handler = batch)
+
+/* ---- registered files --------------------------------------------------------------------- */
+
+/* /fixed: whether the connection sends through a registered file; /unregister empties its slot
+ * behind the server's back (as a close(2) outside a green thread may, see ivy__fixed_add). */
+static int fixed_handler(ivy_http_req *r, void *arg)
+{
+    struct http_conn *c = r->c;
+    if (is(r, "/unregister")) {
+        int none = -1;
+        int rc = io_uring_register_files_update(&ivy__hub_tls->ring, (unsigned)c->fd, &none, 1);
+        return ivy_http_respond(r, 200, "text/plain", rc == 1 ? "gone" : "kept", 4);
+    }
+    if (is(r, "/fixed")) return ivy_http_respond(r, 200, "text/plain", c->fixed ? "1" : "0", 1);
+    return hello(r, arg);
+}
+
+static void fixed_client(int port)
+{
+    struct client *c = client_new(port);
+    const char *const order[][2] = {
+        {"/fixed", "0"},        /* the first batch: by descriptor */
+        {"/", "hi"},            /* the second registers the socket once it is answered */
+        {"/fixed", "1"},        /* and from then on it sends through its slot */
+        {"/unregister", "gone"}, {"/", "hi"}, /* that send finds the slot empty: sent again */
+        {"/fixed", "0"},        /* by descriptor, for good */
+        {"/", "hi"},
+    };
+    for (size_t i = 0; i < sizeof order / sizeof *order; i++) {
+        char req[64], want[256];
+        snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: a\r\n\r\n", order[i][0]);
+        put(c, req, strlen(req));
+        snprintf(want, sizeof want, TEXT_200_FMT "%s", strlen(order[i][1]), order[i][1]);
+        expect_response(c, want);
+    }
+    client_free(c);
+}
+
+HTTP_TEST(keepalive_sends_use_a_registered_file_and_survive_losing_it, fixed_client,
+          .handler = fixed_handler)
 
 /* ---- Python's http.client: pipelining and hostile requests -------------------------------- */
 
@@ -428,6 +469,7 @@ int main(void)
         cmocka_unit_test(serve_refuses_no_handler_and_reports_accept_errors),
         cmocka_unit_test(serve_returns_once_its_connections_end),
         cmocka_unit_test(flush_sends_earlier_pipelined_answers_first),
+        cmocka_unit_test(keepalive_sends_use_a_registered_file_and_survive_losing_it),
         cmocka_unit_test(python_pipelines_and_hostile_requests),
         cmocka_unit_test(a_parked_connection_wakes_to_split_heads_and_bodies),
         cmocka_unit_test(handlers_may_block_on_offload_and_sockets),
