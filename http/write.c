@@ -71,25 +71,26 @@ static size_t digits(uint64_t v)
     return n;
 }
 
-size_t ivy_http_write_head(char *out, size_t cap, int status, const char *content_type,
-                           size_t content_length, bool keep_alive, int version_minor, time_t now)
+/*
+ * The start of every head, "HTTP/1.1 200 OK\r\nServer: ivy\r\nDate: ...\r\n", for the
+ * status and second last written: built once, then copied whole (the longest reason phrase is
+ * 31 bytes, so it is at most 9 + 4 + 31 + 2 + 13 + 6 + 29 + 2 = 96).
+ */
+static const char *lead(int status, time_t now, size_t *len)
 {
-    if (status < 100 || status > 999) return 0;
+    static __thread struct {
+        time_t t;
+        int status;
+        unsigned len;
+        char s[96];
+    } c;
+    if (c.status == status && c.t == now) {
+        *len = c.len;
+        return c.s;
+    }
     const char *reason = ivy_http_reason(status);
-    /* RFC 9110 §8.6: no Content-Length on 1xx or 204. */
-    bool has_cl = status >= 200 && status != 204 && content_length != IVY_HTTP_NO_LENGTH;
-    const char *conn = !keep_alive          ? "Connection: close\r\n"
-                       : version_minor == 0 ? "Connection: keep-alive\r\n"
-                                            : "";
-    size_t rlen = strlen(reason), tlen = content_type ? strlen(content_type) : 0;
-    size_t clen = digits(content_length), connlen = strlen(conn);
-    size_t need = LIT_LEN("HTTP/1.1 200 \r\nServer: ivy\r\nDate: \r\n\r\n") + rlen +
-                  IVY_HTTP_DATE_LEN + connlen +
-                  (content_type ? LIT_LEN("Content-Type: \r\n") + tlen : 0) +
-                  (has_cl ? LIT_LEN("Content-Length: \r\n") + clen : 0);
-    if (need > cap) return 0;
-
-    char *p = PUT_LIT(out, "HTTP/1.1 ");
+    size_t rlen = strlen(reason);
+    char *p = PUT_LIT(c.s, "HTTP/1.1 ");
     *p++ = (char)('0' + status / 100);
     *p++ = (char)('0' + status / 10 % 10);
     *p++ = (char)('0' + status % 10);
@@ -98,6 +99,31 @@ size_t ivy_http_write_head(char *out, size_t cap, int status, const char *conten
     p = PUT_LIT(p, "\r\nServer: ivy\r\nDate: ");
     p = put(p, ivy_http_date(now), IVY_HTTP_DATE_LEN);
     p = PUT_LIT(p, "\r\n");
+    c.len = (unsigned)(p - c.s);
+    c.status = status;
+    c.t = now;
+    *len = c.len;
+    return c.s;
+}
+
+size_t ivy_http_write_head(char *out, size_t cap, int status, const char *content_type,
+                           size_t content_length, bool keep_alive, int version_minor, time_t now)
+{
+    if (status < 100 || status > 999) return 0;
+    /* RFC 9110 §8.6: no Content-Length on 1xx or 204. */
+    bool has_cl = status >= 200 && status != 204 && content_length != IVY_HTTP_NO_LENGTH;
+    const char *conn = !keep_alive          ? "Connection: close\r\n"
+                       : version_minor == 0 ? "Connection: keep-alive\r\n"
+                                            : "";
+    size_t llen, tlen = content_type ? strlen(content_type) : 0;
+    const char *start = lead(status, now, &llen);
+    size_t clen = digits(content_length), connlen = strlen(conn);
+    size_t need = llen + LIT_LEN("\r\n") + connlen +
+                  (content_type ? LIT_LEN("Content-Type: \r\n") + tlen : 0) +
+                  (has_cl ? LIT_LEN("Content-Length: \r\n") + clen : 0);
+    if (need > cap) return 0;
+
+    char *p = put(out, start, llen);
     if (content_type) {
         p = PUT_LIT(p, "Content-Type: ");
         p = put(p, content_type, tlen);

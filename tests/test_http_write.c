@@ -88,6 +88,17 @@ static void response_head_bytes_are_exact(void **state)
     assert_written(ivy_http_write_head(out, sizeof out, 299, NULL, 1, true, 1, NOV25), out,
                    "HTTP/1.1 299 \r\nServer: ivy\r\nDate: Wed, 25 Nov 2026 12:00:00 GMT\r\n"
                    "Content-Length: 1\r\n\r\n");
+    /* The status line and Date are built once per status and second: the next second, and
+     * the same status again after another, are each their own. */
+    assert_written(ivy_http_write_head(out, sizeof out, 299, NULL, 1, true, 1, NOV25 + 1), out,
+                   "HTTP/1.1 299 \r\nServer: ivy\r\nDate: Wed, 25 Nov 2026 12:00:01 GMT\r\n"
+                   "Content-Length: 1\r\n\r\n");
+    assert_written(ivy_http_write_head(out, sizeof out, 200, NULL, 2, true, 1, NOV25 + 1), out,
+                   "HTTP/1.1 200 OK\r\nServer: ivy\r\nDate: Wed, 25 Nov 2026 12:00:01 GMT\r\n"
+                   "Content-Length: 2\r\n\r\n");
+    assert_written(ivy_http_write_head(out, sizeof out, 200, NULL, 2, true, 1, NOV25), out,
+                   "HTTP/1.1 200 OK\r\nServer: ivy\r\nDate: Wed, 25 Nov 2026 12:00:00 GMT\r\n"
+                   "Content-Length: 2\r\n\r\n");
 }
 
 static void response_head_respects_cap_and_status_range(void **state)
