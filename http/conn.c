@@ -9,6 +9,7 @@
  * state, a few hundred bytes.
  */
 #include "server_impl.h"
+#include "tls_buffers.h"
 
 #include <errno.h>
 #include <stddef.h>
@@ -126,6 +127,7 @@ int ivy__http_grow_in(struct http_conn *c)
 
 void ivy__http_go_cold(struct http_conn *c)
 {
+    if (c->tls) ivy__tls_drop_buffers(c->tls);
     /* The pages these buffers touched go back to the kernel now. Freed, they would stay
      * resident in the allocator, which gives memory back only as it allocates more. */
     shed(c->in, c->cap);

@@ -35,6 +35,7 @@
  * request read while draining carries Connection: close.
  */
 #include "server_impl.h"
+#include "tls_buffers.h"
 
 #include "ivy/hub.h"
 
@@ -208,6 +209,7 @@ static void conn_end(struct http_conn *c)
 static int tls_start(struct http_conn *c)
 {
     if (!(c->tls = ivy_tls_new(c->srv->tls, c->fd, NULL))) return -errno;
+    ivy__tls_keep_buffers(c->tls); /* until the connection goes quiet (ivy__http_go_cold) */
     double t = c->srv->request;
     struct ivy_timeout to;
     int rc = t > 0 ? ivy_timeout_begin(&to, t) : 0;

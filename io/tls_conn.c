@@ -11,6 +11,7 @@
  * clears it before starting and turns what it finds into this connection's message right
  * after, with no switch in between, so no green thread sees another's errors.
  */
+#include "tls_buffers.h"
 #include "tls_impl.h"
 
 #include "ivy/socket.h"
@@ -93,6 +94,18 @@ nomem:
     ERR_clear_error();
     errno = ENOMEM;
     return NULL;
+}
+
+void ivy__tls_keep_buffers(ivy_tls *c)
+{
+    SSL_clear_mode(c->ssl, SSL_MODE_RELEASE_BUFFERS);
+}
+
+void ivy__tls_drop_buffers(ivy_tls *c)
+{
+    /* Fails, harmlessly, while a record is half read; OpenSSL allocates them again when the
+       connection next reads or writes. */
+    SSL_free_buffers(c->ssl);
 }
 
 void ivy_tls_free(ivy_tls *c)
@@ -180,7 +193,9 @@ static int settle(ivy_tls *c, bool ok, int ret, bool reading, bool *eof)
 
 static void start(ivy_tls *c)
 {
-    ERR_clear_error();
+    /* OpenSSL's queue must be empty for SSL_get_error; clearing an empty one walks all its
+       slots (a free() each), so only clear one that is not. */
+    if (ERR_peek_error()) ERR_clear_error();
     c->err = 0;
     c->msg[0] = 0;
     c->view_len = 0; /* a view from an earlier call may be stale: peek again */
