@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Slowloris against ivy serve (http app, one worker): SLOW connections (default 10,000) trickle
-# request heads one byte per second (bench/lib/slow_client.py), never finishing them, while wrk
+# request heads one byte per second (bench/lib/slow_client.c), never finishing them, while wrk
 # (-c64, keep-alive) measures normal load; the same wrk run without them is the baseline, in the
 # same run. The server runs with --request-timeout REQ_TIMEOUT (default 5 s): every slow
 # connection must be answered 408 and closed by then, and normal load keep >= 90% of its req/s.
 # Server on SERVER_CPU (0), clients on the last CPU. Prints `name: value unit` lines.
-# The trickler and wrk share the client CPU: on 2 CPUs that, not the server, limits the ratio.
+# The trickler and wrk share the client CPU: on 2 CPUs that, not the server, limits the ratio
+# (the trickler is in C to take as little of it as it can).
 # Env: SLOW, DURATION (seconds of each wrk run, default 10), REQ_TIMEOUT, IVY.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,9 +16,12 @@ SLOW=${SLOW:-10000}
 DURATION=${DURATION:-10}
 REQ_TIMEOUT=${REQ_TIMEOUT:-5}
 IVY=${IVY:-build/apps/ivy}
+SLOW_CLIENT=build/bench/lib/slow_client
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-$(($(nproc) - 1))}
-[ -x "$IVY" ] || { echo "slowloris.sh: $IVY missing: run make first" >&2; exit 1; }
+for f in "$IVY" "$SLOW_CLIENT"; do
+  [ -x "$f" ] || { echo "slowloris.sh: $f missing: run make first" >&2; exit 1; }
+done
 scripts/deps.sh wrk
 ulimit -n "$(ulimit -Hn)"
 
@@ -42,7 +46,7 @@ rps() { # wrk's Requests/sec for one run
 }
 base=$(rps)
 # The slow clients run for the wrk run and the request timeout after it, and report at the end.
-taskset -c "$CLIENT_CPU" python3 bench/lib/slow_client.py "$PORT" "$SLOW" \
+taskset -c "$CLIENT_CPU" "$SLOW_CLIENT" "$PORT" "$SLOW" \
   "$((DURATION + REQ_TIMEOUT + 3))" 1 >"$TMP/slow.out" &
 CPID=$!
 sleep 2 # every slow connection open and trickling
