@@ -4,8 +4,10 @@
  *
  * The hot path is one receive, one parse pass and one send per batch: every complete request in
  * what arrived is parsed (parse.c) and handed to the handler, whose response goes into one
- * output buffer, which leaves in one send once the batch is answered (conn.c). Nothing is
- * allocated per request: input and output buffers come from per-worker free lists.
+ * output buffer, which leaves in one send once the batch is answered (conn.c). The thread does
+ * not wait for that send: it goes back to receiving while the kernel sends, so a request costs
+ * it one wake-up; and from its second batch a connection sends through a registered file.
+ * Nothing is allocated per request: input and output buffers come from per-worker free lists.
  *
  * Buffers and quiet connections (conn.c): a connection that had a request within HOT_SECONDS
  * keeps its buffers and its green thread and receives straight into its input buffer (one plain
@@ -27,7 +29,9 @@
  *   client_body_timeout). Either is answered 408 with Connection: close, then the lingering
  *   close. Computing a response and sending it do not count.
  * - Send: every response byte leaves through ivy__http_send (conn.c), closed when send_timeout
- *   passes with no byte taken (nginx's send_timeout).
+ *   passes with no byte taken (nginx's send_timeout); the rest of a batch left in flight must
+ *   leave within send_timeout of when the connection next needs its buffer (the next response,
+ *   parking after the hot wait, or the close).
  *
  * Errors the parser reports are answered with their status and the connection is closed after a
  * lingering half-close (so the peer reads the answer rather than a reset). A draining worker
