@@ -514,7 +514,7 @@ void ivy__recv_hub_free(struct ivy_hub *h)
 {
     struct ivy_recv_table *tab = h->rtab;
     if (!tab) return;
-    /* The ring goes with the hub and cancels what is armed; no completion will come. */
+    /* What was armed is cancelled and answered (ivy__ring_cancel_all): only state is left. */
     for (int fd = 0; fd < tab->cap; fd++)
         if (tab->v[fd]) rsock_free(tab->v[fd]);
     while (tab->closing)

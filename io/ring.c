@@ -144,6 +144,42 @@ int ivy__ring_poll(struct ivy_hub *h, bool block, uint64_t timeout_ns)
     return 0;
 }
 
+struct cancel_all {
+    struct ivy_completion c;
+    bool done;
+    int res;
+};
+
+static void cancel_all_complete(struct ivy_completion *c, int res, uint32_t flags)
+{
+    struct cancel_all *k = (struct cancel_all *)c;
+    (void)flags;
+    k->done = true;
+    k->res = res;
+}
+
+void ivy__ring_cancel_all(struct ivy_hub *h)
+{
+    /* A completion handler may arm a request again (a receive someone is notified on): a few
+     * rounds, until a cancellation finds nothing. */
+    for (int round = 0; round < 8; round++) {
+        struct cancel_all k = {.c.complete = cancel_all_complete};
+        struct io_uring_sqe *sqe = ivy__sqe(h);
+        io_uring_prep_cancel(sqe, NULL, IORING_ASYNC_CANCEL_ANY | IORING_ASYNC_CANCEL_ALL);
+        io_uring_sqe_set_data(sqe, &k);
+        while (!k.done) {
+            if (io_uring_submit_and_wait(&h->ring, 1) < 0) return; /* a broken ring: it goes next, unreaped */
+            reap(h);
+        }
+        /* The cancelled requests' last completions may come as task work after the cancel's
+         * own: one more pass for those. */
+        io_uring_get_events(&h->ring);
+        reap(h);
+        if (k.res <= 0) break; /* -ENOENT: nothing was left to cancel */
+    }
+    if (h->fixed_slots > 0) io_uring_unregister_files(&h->ring);
+}
+
 static void op_complete(struct ivy_completion *c, int res, uint32_t flags)
 {
     struct ivy_op *op = (struct ivy_op *)c;

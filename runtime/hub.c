@@ -91,6 +91,7 @@ int ivy_hub_free(void)
         if (rc < 0) return rc;
     }
     ivy__green_detach();
+    ivy__ring_cancel_all(h);
     ivy__recv_hub_free(h);
     io_uring_queue_exit(&h->ring);
     if (h->schedstat_fd >= 0) close(h->schedstat_fd);

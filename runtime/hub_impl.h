@@ -220,6 +220,11 @@ int ivy__ring_init(struct ivy_hub *h, unsigned entries, bool quiet);
 struct io_uring_sqe *ivy__sqe(struct ivy_hub *h);
 /* Submits what is queued and reaps completions; waits up to timeout_ns when block. */
 int ivy__ring_poll(struct ivy_hub *h, bool block, uint64_t timeout_ns);
+/* Before the ring goes: cancels every request still armed (a receive, an accept) and takes
+ * their last completions, and empties the registered files, so that nothing the ring holds (a
+ * socket) outlives ivy_hub_free: the kernel tears a ring down asynchronously, and until then a
+ * socket the application has closed stays open. */
+void ivy__ring_cancel_all(struct ivy_hub *h);
 /*
  * Registered files, for servers whose sockets no one else sees (the HTTP server's connections:
  * a handler never has the descriptor): slot fd holds descriptor fd, so that a hot send names it
