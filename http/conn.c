@@ -290,13 +290,15 @@ int ivy__http_settle(struct http_conn *c)
         bool scoped = c->srv->send > 0 && ivy_timeout_begin(&to, c->srv->send) == 0;
         while (c->sending && (rc = ivy__blocking_check(self)) == 0)
             ivy__waitq_wait(&c->sent_wq, self);
-        if (scoped) ivy_timeout_end(&to);
-        if (c->sending && rc == -ETIMEDOUT) {
+        if (scoped && ivy_timeout_end(&to) == -ETIMEDOUT && c->sending) {
+            /* Ours expired (not a handler's own deadline): the connection is done. */
             sent_cancel(c); /* answered promptly: wait for it, out is still the kernel's */
-            while (c->sending && ivy__blocking_check(self) == 0)
+            while (c->sending && (rc = ivy__blocking_check(self)) == 0)
                 ivy__waitq_wait(&c->sent_wq, self);
         }
-        if (c->sending) return -ECANCELED; /* killed: ivy__http_send_abandon follows */
+        /* Killed, or an enclosing deadline: the send goes on; the caller fails, and the
+         * connection's end waits for the send again (or abandons it, killed). */
+        if (c->sending) return rc;
     }
     if (!c->sent_len) return 0; /* all taken */
     rc = c->sent_res == -ECANCELED && c->stop_send ? -ETIMEDOUT : c->sent_res;
