@@ -153,19 +153,19 @@ int ivy__http_flush(struct http_conn *c);
  * otherwise ivy__http_flush), so a request costs its thread one wake-up, for its bytes, not
  * two. Until the kernel has taken all of it, out is not written (sent_len): a short send goes
  * on from the completion, an error is kept for the loop (the receive fails too, and wakes the
- * thread), and whoever needs out next waits in ivy__http_settle, under the send timeout. So the send
- * timeout of a batch left in flight runs from when the connection next needs its buffer: the
- * next response, the hot wait's end (parking), or the close. 0 or a negative error.
+ * thread), and whoever needs out next waits in ivy__http_settle, under the send timeout. So
+ * the send timeout of a batch left in flight runs from when the connection next needs its
+ * buffer: the next response, the hot wait's end (parking), or the close. 0 or -errno.
  */
 int ivy__http_flush_async(struct http_conn *c);
 
-/* Waits for the send ivy__http_flush_async left in flight (within the send timeout) and sends
- * what it did not take: 0, or a negative error (the connection is broken: end it). */
+/* Waits until the kernel has taken all of the send ivy__http_flush_async left in flight
+ * (within the send timeout, then cancelled): 0, or a negative error (end the connection). */
 int ivy__http_settle(struct http_conn *c);
 
-/* The connection ends: a send still in flight (its thread was killed, or the send timed out)
- * is cancelled, and its answer frees c and its output buffer. True if so: c is not to be
- * freed now. */
+/* The connection ends: a send still in flight (its thread was killed while it waited) is
+ * cancelled, and its answer frees c and its output buffer. True if so: c is not to be freed
+ * now. */
 bool ivy__http_send_abandon(struct http_conn *c);
 
 /* Room for n more bytes in out (flushing first when needed), or NULL on a send error. */
