@@ -98,7 +98,8 @@ bool ivy__fixed_add(struct ivy_hub *h, int fd)
         struct rlimit rl;
         rlim_t n = getrlimit(RLIMIT_NOFILE, &rl) == 0 ? rl.rlim_cur : 1024;
         int slots = n < FIXED_MAX ? (int)n : FIXED_MAX;
-        h->fixed_slots = io_uring_register_files_sparse(&h->ring, (unsigned)slots) == 0 ? slots : -1;
+        bool made = io_uring_register_files_sparse(&h->ring, (unsigned)slots) == 0;
+        h->fixed_slots = made ? slots : -1;
     }
     return fd >= 0 && fd < h->fixed_slots &&
            io_uring_register_files_update(&h->ring, (unsigned)fd, &fd, 1) == 1;
@@ -168,7 +169,8 @@ void ivy__ring_cancel_all(struct ivy_hub *h)
         io_uring_prep_cancel(sqe, NULL, IORING_ASYNC_CANCEL_ANY | IORING_ASYNC_CANCEL_ALL);
         io_uring_sqe_set_data(sqe, &k);
         while (!k.done) {
-            if (io_uring_submit_and_wait(&h->ring, 1) < 0) return; /* a broken ring: it goes next, unreaped */
+            if (io_uring_submit_and_wait(&h->ring, 1) < 0)
+                return; /* a broken ring: it goes next, unreaped */
             reap(h);
         }
         /* The cancelled requests' last completions may come as task work after the cancel's

@@ -172,11 +172,12 @@ static void fixed_client(int port)
 {
     struct client *c = client_new(port);
     const char *const order[][2] = {
-        {"/fixed", "0"},        /* the first batch: by descriptor */
-        {"/", "hi"},            /* the second registers the socket once it is answered */
-        {"/fixed", "1"},        /* and from then on it sends through its slot */
-        {"/unregister", "gone"}, {"/", "hi"}, /* that send finds the slot empty: sent again */
-        {"/fixed", "0"},        /* by descriptor, for good */
+        {"/fixed", "0"}, /* the first batch: by descriptor */
+        {"/", "hi"},     /* the second registers the socket once it is answered */
+        {"/fixed", "1"}, /* and from then on it sends through its slot */
+        {"/unregister", "gone"},
+        {"/", "hi"},     /* that send finds the slot empty: sent again */
+        {"/fixed", "0"}, /* by descriptor, for good */
         {"/", "hi"},
     };
     for (size_t i = 0; i < sizeof order / sizeof *order; i++) {

@@ -355,8 +355,9 @@ static void a_batch_of_exactly_the_buffer_size_still_times_out(void **state)
     snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
     /* Not serve(): one worker is ready once it listens, and the test must also run against
      * an old build (IVY_BUILD_DIR) whose stats segment lives elsewhere. */
-    const char *argv[] = {ivy_binary(), "serve", "--listen", listen, "--quiet", "--workers", "1",
-                          "--keepalive-timeout", "1", "--request-timeout", "1", NULL};
+    const char *argv[] = {
+        ivy_binary(),          "serve", "--listen",          listen, "--quiet", "--workers", "1",
+        "--keepalive-timeout", "1",     "--request-timeout", "1",    NULL};
     pid_t sup = spawn_quiet(argv);
     assert_true(sup > 0);
     assert_true(wait_listening(port, 4000));
@@ -386,7 +387,8 @@ static void a_batch_of_exactly_the_buffer_size_still_times_out(void **state)
         assert_int_equal(answers, 3);
         if (took < 0.9 || took > 3.0)
             fail_msg("%zu bytes: the connection closed after %.2f s, not on the 1 s keep-alive "
-                     "timeout", sizes[i], took);
+                     "timeout",
+                     sizes[i], took);
         close(fd);
     }
     stop(sup);

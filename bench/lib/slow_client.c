@@ -59,7 +59,8 @@ int main(int argc, char **argv)
         perror("slow_client");
         return 1;
     }
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     int opened = 0, closed = 0, got408 = 0, other = 0;
     for (int i = 0; i < n; i++) {
