@@ -26,27 +26,9 @@
 
 #include <cmocka.h>
 
+#include "serve_test.h"
 #include "skip.h"
 #include "util.h"
-
-/* Every worker of the server whose supervisor is pid is ready (its stats say so). */
-static void wait_all_ready(pid_t pid)
-{
-    size_t len = 0;
-    struct ivy_stats_shm *shm = NULL;
-    for (int i = 0; i < 400 && !shm; i++)
-        if (!(shm = ivy__stats_open(pid, &len))) sleep_ms(10);
-    assert_non_null(shm);
-    unsigned seats = shm->nslots / 2, ready = 0; /* two slots per seat */
-    for (int i = 0; i < 1000 && ready < seats; i++) {
-        ready = 0;
-        for (unsigned k = 0; k < shm->nslots; k++)
-            ready += IVY_LOAD(shm->slot[k].state) == SLOT_READY;
-        if (ready < seats) sleep_ms(5);
-    }
-    munmap(shm, len);
-    assert_int_equal(ready, seats);
-}
 
 /* Sum of one counter over a server's live slots. */
 static uint64_t served_sum(pid_t pid, size_t field)
@@ -62,24 +44,6 @@ static uint64_t served_sum(pid_t pid, size_t field)
     return sum;
 }
 
-/* Starts `ivy serve` with extra arguments; returns the supervisor's pid once every worker is
-   ready. */
-static pid_t serve(int port, const char *const *extra)
-{
-    char listen[32];
-    snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
-    const char *argv[32] = {ivy_binary(), "serve", "--listen", listen, "--quiet"};
-    int n = 5;
-    for (; extra && *extra; extra++)
-        argv[n++] = *extra;
-    argv[n] = NULL;
-    pid_t pid = spawn_quiet(argv);
-    assert_true(pid >= 0);
-    assert_true(wait_listening(port, 4000));
-    wait_all_ready(pid); /* every worker listening, not just the first */
-    return pid;
-}
-
 static int wait_exit(pid_t pid, int timeout_ms)
 {
     int status;
@@ -91,13 +55,6 @@ static int wait_exit(pid_t pid, int timeout_ms)
     return -1;
 }
 
-static void stop(pid_t pid)
-{
-    kill(pid, SIGTERM);
-    int status = wait_exit(pid, 10000);
-    assert_true(WIFEXITED(status));
-    assert_int_equal(WEXITSTATUS(status), 0);
-}
 
 static void curl_and_raw_clients_reach_both_workers(void **state)
 {

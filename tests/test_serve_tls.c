@@ -21,40 +21,20 @@
 
 #include <cmocka.h>
 
+#include "serve_test.h"
 #include "tls_test.h"
 #include "util.h"
 
-/* Starts `ivy serve` over TLS with cert/key and extra arguments; returns once it answers. */
+/* Starts `ivy serve` over TLS with cert/key and extra arguments; returns once every worker is
+ * ready. */
 static pid_t serve_tls(int port, const char *cert, const char *key, const char *const *extra)
 {
-    char listen[32];
-    snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
-    const char *argv[32] = {ivy_binary(), "serve", "--listen",  listen, "--quiet",
-                            "--tls-cert", cert,    "--tls-key", key};
-    int n = 9;
+    const char *args[32] = {"--tls-cert", cert, "--tls-key", key};
+    int n = 4;
     for (; extra && *extra; extra++)
-        argv[n++] = *extra;
-    argv[n] = NULL;
-    pid_t pid = spawn_quiet(argv);
-    assert_true(pid >= 0);
-    assert_true(wait_listening(port, 4000));
-    sleep_ms(300); /* every worker listening, not just the first */
-    return pid;
-}
-
-static void stop(pid_t pid)
-{
-    kill(pid, SIGTERM);
-    int status;
-    for (int i = 0; i < 1000; i++, sleep_ms(10))
-        if (waitpid(pid, &status, WNOHANG) == pid) {
-            assert_true(WIFEXITED(status));
-            assert_int_equal(WEXITSTATUS(status), 0);
-            return;
-        }
-    kill(pid, SIGKILL);
-    waitpid(pid, &status, 0);
-    fail_msg("ivy serve did not stop");
+        args[n++] = *extra;
+    args[n] = NULL;
+    return serve(port, args);
 }
 
 static int sh(char *out, size_t cap, const char *fmt, ...)
@@ -112,22 +92,7 @@ static void curl_keepalive_and_python_pipelining(void **state)
                         certs.ca, port, port),
                      0);
     assert_string_equal(out, "Hello, World!Hello, World!");
-    assert_int_equal(
-        sh(out, sizeof out,
-           "python3 -c 'import socket,ssl,sys\n"
-           "x=ssl.create_default_context(cafile=sys.argv[1])\n"
-           "s=x.wrap_socket(socket.create_connection((\"127.0.0.1\",int(sys.argv[2]))),"
-           "server_hostname=\"localhost\")\n"
-           "r=b\"GET / HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n\"\n"
-           "s.sendall(r*2+r.replace(b\"\\r\\n\\r\\n\",b\"\\r\\nConnection: close\\r\\n\\r\\n\"))\n"
-           "d=b\"\"\n"
-           "while True:\n"
-           " b=s.recv(65536)\n"
-           " if not b: break\n"
-           " d+=b\n"
-           "print(d.count(b\"Hello, World!\"), s.version(), s.selected_alpn_protocol())' %s %d",
-           certs.ca, port),
-        0);
+    assert_int_equal(sh(out, sizeof out, PYTHON_TLS_PIPELINE, certs.ca, port), 0);
     assert_non_null(strstr(out, "3 TLSv1.3"));
     stop(sup);
 }

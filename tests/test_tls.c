@@ -131,21 +131,7 @@ static void *python_body(void *arg)
     ivy_thread *t = start_server(&s, certs.cert, certs.key, 1);
     struct cmd *c = calloc(1, sizeof *c);
     /* Three pipelined requests in one write, through Python's ssl module. */
-    int st = shell(
-        c,
-        "python3 -c 'import socket,ssl,sys\n"
-        "x=ssl.create_default_context(cafile=sys.argv[1])\n"
-        "s=x.wrap_socket(socket.create_connection((\"127.0.0.1\",int(sys.argv[2]))),"
-        "server_hostname=\"localhost\")\n"
-        "r=b\"GET / HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n\"\n"
-        "s.sendall(r*2+r.replace(b\"\\r\\n\\r\\n\",b\"\\r\\nConnection: close\\r\\n\\r\\n\"))\n"
-        "d=b\"\"\n"
-        "while True:\n"
-        " b=s.recv(65536)\n"
-        " if not b: break\n"
-        " d+=b\n"
-        "print(d.count(b\"Hello, World!\"), s.version(), s.selected_alpn_protocol())' %s %d",
-        certs.ca, s.port);
+    int st = shell(c, PYTHON_TLS_PIPELINE, certs.ca, s.port);
     assert_int_equal(st, 0);
     assert_non_null(strstr(c->out, "3 TLSv1.3"));
     stop_server(&s, t);

@@ -17,6 +17,23 @@
 #include <string.h>
 #include <sys/wait.h>
 
+/* For sh/shell with (CA file, port): three pipelined GETs in one write through Python's ssl
+ * module, the last with Connection: close; prints how many answers came, the TLS version and the
+ * ALPN protocol ("3 TLSv1.3 http/1.1"). */
+#define PYTHON_TLS_PIPELINE                                                                        \
+    "python3 -c 'import socket,ssl,sys\n"                                                          \
+    "x=ssl.create_default_context(cafile=sys.argv[1])\n"                                           \
+    "s=x.wrap_socket(socket.create_connection((\"127.0.0.1\",int(sys.argv[2]))),"                  \
+    "server_hostname=\"localhost\")\n"                                                             \
+    "r=b\"GET / HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n\"\n"                                             \
+    "s.sendall(r*2+r.replace(b\"\\r\\n\\r\\n\",b\"\\r\\nConnection: close\\r\\n\\r\\n\"))\n"       \
+    "d=b\"\"\n"                                                                                    \
+    "while True:\n"                                                                                \
+    " b=s.recv(65536)\n"                                                                           \
+    " if not b: break\n"                                                                           \
+    " d+=b\n"                                                                                      \
+    "print(d.count(b\"Hello, World!\"), s.version(), s.selected_alpn_protocol())' %s %d"
+
 struct tls_certs {
     char dir[64];
     char ca[96], cert[96], key[96], expired[96], wrong[96], wrong_key[96], exp_key[96];
