@@ -118,6 +118,10 @@ const char *ivy_http_reason(int status);
  * bytes written, or 0 if they do not fit in cap or status is outside 100..999. */
 size_t ivy_http_write_head(char *out, size_t cap, int status, const char *content_type,
                            size_t content_length, bool keep_alive, int version_minor, time_t now);
+/* The same with content_type's length given (type_len bytes; content_type need not end there). */
+size_t ivy__http_write_head(char *out, size_t cap, int status, const char *content_type,
+                            size_t type_len, size_t content_length, bool keep_alive,
+                            int version_minor, time_t now);
 
 /* A complete canned response: the head for status with a text/plain body "<status> <reason>\n"
  * (e.g. "404 Not Found\n"). Same return as ivy_http_write_head. */

@@ -302,6 +302,8 @@ int ivy__http_discard_body(ivy_http_req *r)
 
 void ivy__http_req_end(ivy_http_req *r)
 {
-    free(r->whole);
-    r->whole = NULL;
+    if (r->whole) { /* most requests read no whole body: not even a call */
+        free(r->whole);
+        r->whole = NULL;
+    }
 }

@@ -24,16 +24,18 @@ static bool keep_alive(ivy_http_req *r)
 }
 
 /* The head, into out: status line and the server's headers, the server-wide ones, the
- * handler's, and framing (or NULL). clen: Content-Length, or IVY_HTTP_NO_LENGTH. */
+ * handler's, and framing (chunked or not). ctype: tlen bytes, or NULL. clen: Content-Length, or
+ * IVY_HTTP_NO_LENGTH. */
 static int put_head(struct http_conn *c, ivy_http_req *r, int status, const char *ctype,
-                    size_t clen, const char *framing, bool ka, int minor)
+                    size_t tlen, size_t clen, bool chunked, bool ka, int minor)
 {
-    size_t xh = c->srv->headers_len + (r ? r->xh_len : 0) + (framing ? strlen(framing) : 0);
-    size_t need = 160 + (ctype ? strlen(ctype) : 0) + xh;
+    size_t flen = chunked ? sizeof TE_CHUNKED - 1 : 0;
+    size_t xh = c->srv->headers_len + (r ? r->xh_len : 0) + flen;
+    size_t need = 160 + tlen + xh;
     char *o = ivy__http_out_room(c, need);
     if (!o) return need > IVY_HTTP_OUT_SIZE ? -E2BIG : -EPIPE;
-    size_t n =
-        ivy_http_write_head(o, c->out_cap - c->out_len, status, ctype, clen, ka, minor, c->now);
+    size_t n = ivy__http_write_head(o, c->out_cap - c->out_len, status, ctype, tlen, clen, ka,
+                                    minor, c->now);
     if (!n) return -EINVAL;
     /* Our headers go before the blank line that ends the head. */
     char *p = o + n - 2;
@@ -45,7 +47,7 @@ static int put_head(struct http_conn *c, ivy_http_req *r, int status, const char
         memcpy(p, r->xh, r->xh_len);
         p += r->xh_len;
     }
-    if (framing) p = memcpy(p, framing, strlen(framing)) + strlen(framing);
+    if (chunked) p = (char *)memcpy(p, TE_CHUNKED, flen) + flen;
     *p++ = '\r';
     *p++ = '\n';
     c->out_len += (size_t)(p - o);
@@ -53,12 +55,15 @@ static int put_head(struct http_conn *c, ivy_http_req *r, int status, const char
     return 0;
 }
 
-static int begin(ivy_http_req *r, int status, const char *content_type)
+/* Checks a response's start; *tlen: content_type's length (0 for NULL). */
+static int begin(ivy_http_req *r, int status, const char *content_type, size_t *tlen)
 {
     if (r->resp != RESP_NONE) return -EALREADY;
     if (status < 200 || status > 999) return -EINVAL;
-    /* It goes into the head as it is: no CR or LF that would start a header of its own. */
-    if (content_type && strpbrk(content_type, "\r\n")) return -EINVAL;
+    /* It goes into the head as it is: no CR or LF that would start a header of its own. One
+     * pass both checks and measures it. */
+    *tlen = content_type ? strcspn(content_type, "\r\n") : 0;
+    if (content_type && content_type[*tlen]) return -EINVAL;
     r->status = status;
     if (status == 204 || status == 304) r->no_body = true;
     return 0;
@@ -67,9 +72,11 @@ static int begin(ivy_http_req *r, int status, const char *content_type)
 int ivy_http_respond(ivy_http_req *r, int status, const char *content_type, const void *body,
                      size_t len)
 {
-    int rc = begin(r, status, content_type);
+    size_t tlen;
+    int rc = begin(r, status, content_type, &tlen);
     if (rc < 0) return rc;
-    rc = put_head(r->c, r, status, content_type, len, NULL, keep_alive(r), r->h.version_minor);
+    rc = put_head(r->c, r, status, content_type, tlen, len, false, keep_alive(r),
+                  r->h.version_minor);
     if (rc < 0) return rc;
     r->resp = RESP_DONE;
     if (r->no_body || !len) return 0;
@@ -88,23 +95,22 @@ int ivy__http_error_close(struct http_conn *c, int status)
     char body[80];
     int n = snprintf(body, sizeof body, "%d %s\n", status, ivy_http_reason(status));
     c->nreq++;
-    int rc = put_head(c, NULL, status, "text/plain", (size_t)n, NULL, false, 1);
+    int rc = put_head(c, NULL, status, "text/plain", 10, (size_t)n, false, false, 1);
     return rc < 0 ? rc : ivy__http_out_put(c, body, (size_t)n);
 }
 
 int ivy_http_start(ivy_http_req *r, int status, const char *content_type, int64_t length)
 {
-    int rc = begin(r, status, content_type);
+    size_t tlen;
+    int rc = begin(r, status, content_type, &tlen);
     if (rc < 0) return rc;
-    const char *framing = NULL;
     size_t clen = length >= 0 ? (size_t)length : IVY_HTTP_NO_LENGTH;
-    if (length < 0 && r->h.version_minor == 1 && !r->no_body) {
+    if (length < 0 && r->h.version_minor == 1 && !r->no_body)
         r->chunked_out = true;
-        framing = TE_CHUNKED;
-    } else if (length < 0 && !r->no_body) {
+    else if (length < 0 && !r->no_body)
         r->until_close = r->close_after = true; /* HTTP/1.0: the close ends the body */
-    }
-    rc = put_head(r->c, r, status, content_type, clen, framing, keep_alive(r), r->h.version_minor);
+    rc = put_head(r->c, r, status, content_type, tlen, clen, r->chunked_out, keep_alive(r),
+                  r->h.version_minor);
     if (rc < 0) return rc;
     r->out_left = length;
     r->resp = RESP_STARTED;

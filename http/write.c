@@ -106,27 +106,34 @@ static const char *lead(int status, time_t now, size_t *len)
     return c.s;
 }
 
-size_t ivy_http_write_head(char *out, size_t cap, int status, const char *content_type,
-                           size_t content_length, bool keep_alive, int version_minor, time_t now)
+size_t ivy__http_write_head(char *out, size_t cap, int status, const char *content_type,
+                            size_t type_len, size_t content_length, bool keep_alive,
+                            int version_minor, time_t now)
 {
+    static const struct {
+        const char *s;
+        size_t len;
+    } conns[] = {
+        {"Connection: close\r\n", LIT_LEN("Connection: close\r\n")},
+        {"Connection: keep-alive\r\n", LIT_LEN("Connection: keep-alive\r\n")},
+        {"", 0},
+    };
     if (status < 100 || status > 999) return 0;
     /* RFC 9110 §8.6: no Content-Length on 1xx or 204. */
     bool has_cl = status >= 200 && status != 204 && content_length != IVY_HTTP_NO_LENGTH;
-    const char *conn = !keep_alive          ? "Connection: close\r\n"
-                       : version_minor == 0 ? "Connection: keep-alive\r\n"
-                                            : "";
-    size_t llen, tlen = content_type ? strlen(content_type) : 0;
+    const size_t ci = !keep_alive ? 0 : version_minor == 0 ? 1 : 2;
+    size_t llen;
     const char *start = lead(status, now, &llen);
-    size_t clen = digits(content_length), connlen = strlen(conn);
-    size_t need = llen + LIT_LEN("\r\n") + connlen +
-                  (content_type ? LIT_LEN("Content-Type: \r\n") + tlen : 0) +
+    size_t clen = digits(content_length);
+    size_t need = llen + LIT_LEN("\r\n") + conns[ci].len +
+                  (content_type ? LIT_LEN("Content-Type: \r\n") + type_len : 0) +
                   (has_cl ? LIT_LEN("Content-Length: \r\n") + clen : 0);
     if (need > cap) return 0;
 
     char *p = put(out, start, llen);
     if (content_type) {
         p = PUT_LIT(p, "Content-Type: ");
-        p = put(p, content_type, tlen);
+        p = put(p, content_type, type_len);
         p = PUT_LIT(p, "\r\n");
     }
     if (has_cl) {
@@ -136,9 +143,17 @@ size_t ivy_http_write_head(char *out, size_t cap, int status, const char *conten
             p[i] = (char)('0' + v % 10);
         p = PUT_LIT(p + clen, "\r\n");
     }
-    p = put(p, conn, connlen);
+    p = put(p, conns[ci].s, conns[ci].len);
     p = PUT_LIT(p, "\r\n");
     return (size_t)(p - out);
+}
+
+size_t ivy_http_write_head(char *out, size_t cap, int status, const char *content_type,
+                           size_t content_length, bool keep_alive, int version_minor, time_t now)
+{
+    return ivy__http_write_head(out, cap, status, content_type,
+                                content_type ? strlen(content_type) : 0, content_length,
+                                keep_alive, version_minor, now);
 }
 
 size_t ivy_http_write_error(char *out, size_t cap, int status, bool keep_alive, time_t now)

@@ -8,6 +8,7 @@
 #ifndef IVY_IO_CONNS_H
 #define IVY_IO_CONNS_H
 
+#include "hub_impl.h"
 #include "ivy/hub.h"
 
 #include <stdbool.h>
@@ -45,7 +46,7 @@ void ivy__conn_close(struct ivy__conn *c);
 
 static inline void ivy__conn_set_idle(struct ivy__conn *c, bool idle)
 {
-    if (idle && !c->idle) c->idle_since = ivy__coarse_ns();
+    if (idle && !c->idle) c->idle_since = ivy__slice_clock();
     c->idle = idle;
 }
 

@@ -18,6 +18,7 @@
 
 #include <errno.h>
 #include <liburing.h>
+#include <time.h>
 
 /* ---- timers: a 4-ary min-heap with O(log n) insert and cancel (timer.c) ------------------- */
 
@@ -160,6 +161,20 @@ static inline struct ivy_hub *ivy__hub(void)
 {
     struct ivy_hub *h = ivy__hub_tls;
     return IVY_LIKELY(h) ? h : ivy__hub_slow();
+}
+
+/*
+ * The coarse clock, for stamps that need milliseconds: in a green thread, what the stall
+ * detector read when the thread was resumed (no clock read at all); read afresh when the detector
+ * is off or there is no hub.
+ */
+static inline uint64_t ivy__slice_clock(void)
+{
+    struct ivy_hub *h = ivy__hub_tls;
+    if (h && h->stall_ns && h->current) return h->slice_start;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 static inline ivy_thread *ivy__self(void)
