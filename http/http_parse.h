@@ -75,6 +75,9 @@ struct ivy_http_request {
  * read re-scans at most IVY_HTTP_MAX_HEAD bytes. */
 int ivy_http_parse_request(const char *buf, size_t len, struct ivy_http_request *req);
 
+/* The method named by m[0, n) (case-sensitive, as methods are), IVY_HTTP_OTHER for the rest. */
+enum ivy_http_method ivy__http_method_id(const char *m, size_t n);
+
 /* The status to answer for a parser or decoder error; 500 for any other value. */
 int ivy_http_error_status(int err);
 

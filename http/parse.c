@@ -150,7 +150,7 @@ static int split_target(const char *t, const char *e, const char *q, struct ivy_
     return 0;
 }
 
-static enum ivy_http_method method_id(const char *m, size_t n)
+enum ivy_http_method ivy__http_method_id(const char *m, size_t n)
 {
     static const char names[][8] = {"", "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"};
     for (unsigned i = 1; n < 8 && i < sizeof names / sizeof *names; i++)
@@ -172,7 +172,7 @@ static int parse_request_line(const char **pp, const char *end, struct ivy_http_
             p++;
         if (p == end) return MORE;
         if (p == m || *p != ' ') return -EBADMSG;
-        req->method_id = method_id(m, p - m);
+        req->method_id = ivy__http_method_id(m, p - m);
     }
     req->method = (struct ivy_http_slice){m, p - m};
 

@@ -4,6 +4,11 @@
  * most specific match: per segment a literal beats {name}, which beats {name...}; then a method
  * beats none. A request no route matches is 404; one whose path matches routes of other
  * methods only is 405, with those methods in Allow (sorted).
+ *
+ * Exact routes (literal segments only, or ending in {$}) match one path each, and nothing is
+ * more specific for that path: so they are first looked up by path in a hash table, and a hit
+ * whose method fits is the answer, with no scan. Anything else (no exact route for the path, or
+ * none of its methods fits) takes the scan.
  */
 #include "server_impl.h"
 
@@ -21,9 +26,12 @@ struct seg {
 struct route {
     char *pattern;                /* owns what the segments point into */
     struct ivy_http_slice method; /* p NULL: any */
+    enum ivy_http_method method_id; /* method's, IVY_HTTP_OTHER for one the parser has no id for */
     struct seg *seg;
     unsigned nseg;
     bool params; /* some segment is a named {wildcard} */
+    struct ivy_http_slice exact; /* p NULL, or the one path an exact route matches */
+    unsigned same_path;          /* 1 + index of the next exact route with that path, or 0 */
     ivy_http_handler fn;
     void *arg;
 };
@@ -31,6 +39,8 @@ struct route {
 struct ivy_http_router {
     struct route *v;
     unsigned n, cap;
+    unsigned *exact;   /* by hash of path: 1 + index of the first exact route, 0 empty */
+    unsigned exact_mask; /* the table's size - 1 (a power of two), 0 with no table */
 };
 
 ivy_http_router *ivy_http_router_new(void)
@@ -46,7 +56,66 @@ void ivy_http_router_free(ivy_http_router *rt)
         free(rt->v[i].seg);
     }
     free(rt->v);
+    free(rt->exact);
     free(rt);
+}
+
+static size_t path_hash(const char *p, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (uint8_t)p[i]) * 0x100000001b3ull;
+    return (size_t)(h ^ h >> 29);
+}
+
+static bool same_slice(struct ivy_http_slice a, struct ivy_http_slice b)
+{
+    return a.len == b.len && !memcmp(a.p, b.p, a.len);
+}
+
+/* The first exact route for path, or NULL. */
+static const struct route *exact_first(const ivy_http_router *rt, struct ivy_http_slice path)
+{
+    if (!rt->exact_mask) return NULL;
+    for (size_t i = path_hash(path.p, path.len);; i++) {
+        unsigned k = rt->exact[i & rt->exact_mask];
+        if (!k) return NULL;
+        if (same_slice(rt->v[k - 1].exact, path)) return &rt->v[k - 1];
+    }
+}
+
+/* Rebuilds the exact routes' table (open addressing, at most half full): on each new route. */
+static int exact_index(ivy_http_router *rt)
+{
+    unsigned n = 0;
+    for (unsigned i = 0; i < rt->n; i++)
+        n += rt->v[i].exact.p != NULL;
+    if (!n) return 0;
+    unsigned size = 8;
+    while (size < 2 * n)
+        size *= 2;
+    unsigned *t = calloc(size, sizeof *t);
+    if (!t) return -ENOMEM;
+    free(rt->exact);
+    rt->exact = t;
+    rt->exact_mask = size - 1;
+    for (unsigned i = 0; i < rt->n; i++)
+        rt->v[i].same_path = 0;
+    for (unsigned i = rt->n; i-- > 0;) { /* backwards: each path's chain in the order added */
+        struct route *x = &rt->v[i];
+        if (!x->exact.p) continue;
+        struct route *first = (struct route *)exact_first(rt, x->exact);
+        if (first) {
+            x->same_path = first->same_path;
+            first->same_path = i + 1; /* behind the head, which keeps its slot */
+            continue;
+        }
+        size_t h = path_hash(x->exact.p, x->exact.len);
+        while (t[h & rt->exact_mask])
+            h++;
+        t[h & rt->exact_mask] = i + 1;
+    }
+    return 0;
 }
 
 /* "{name}", "{name...}" or "{$}" at s[0, n): its kind, 0 if malformed. */
@@ -78,6 +147,7 @@ static int parse_pattern(struct route *rt, char *pat)
         char *sp = path - 1;
         if (*sp != ' ' || sp == pat || memchr(pat, ' ', (size_t)(sp - pat))) return -EINVAL;
         rt->method = (struct ivy_http_slice){pat, (size_t)(sp - pat)};
+        rt->method_id = ivy__http_method_id(pat, (size_t)(sp - pat));
     }
     unsigned cap = 1;
     for (const char *p = path; *p; p++)
@@ -150,10 +220,24 @@ int ivy_http_route(ivy_http_router *rt, const char *pattern, ivy_http_handler fn
         free(r.seg);
         return rc;
     }
-    for (unsigned i = 0; i < r.nseg; i++)
+    bool exact = true;
+    for (unsigned i = 0; i < r.nseg; i++) {
         if (r.seg[i].kind == SEG_PARAM || (r.seg[i].kind == SEG_REST && r.seg[i].text.len))
             r.params = true;
+        exact &= r.seg[i].kind == SEG_LIT || r.seg[i].kind == SEG_END;
+    }
+    if (exact) { /* the pattern's path, less a final "{$}": "/a/{$}" matches "/a/" */
+        const char *path = strchr(r.pattern, '/');
+        size_t len = strlen(path);
+        r.exact = (struct ivy_http_slice){path, r.seg[r.nseg - 1].kind == SEG_END ? len - 3 : len};
+    }
     rt->v[rt->n++] = r;
+    if (exact && exact_index(rt) < 0) {
+        rt->n--;
+        free(r.pattern);
+        free(r.seg);
+        return -ENOMEM;
+    }
     return 0;
 }
 
@@ -206,11 +290,12 @@ matched:
 static int method_rank(const struct route *rt, const ivy_http_req *r)
 {
     if (!rt->method.p) return 0;
-    struct ivy_http_slice m = r->h.method;
-    if (rt->method.len == m.len && !memcmp(rt->method.p, m.p, m.len)) return 2;
-    return r->h.method_id == IVY_HTTP_HEAD && rt->method.len == 3 && !memcmp(rt->method.p, "GET", 3)
-               ? 1
-               : -1;
+    if (rt->method_id != IVY_HTTP_OTHER) {
+        if (rt->method_id == r->h.method_id) return 2;
+        return r->h.method_id == IVY_HTTP_HEAD && rt->method_id == IVY_HTTP_GET ? 1 : -1;
+    }
+    struct ivy_http_slice m = r->h.method; /* other methods: by name */
+    return rt->method.len == m.len && !memcmp(rt->method.p, m.p, m.len) ? 2 : -1;
 }
 
 /* Whether score a (of na segments, method rank ma) is more specific than b. */
@@ -272,10 +357,17 @@ static bool may_match(const struct route *x, struct ivy_http_slice first)
 int ivy_http_router_handler(ivy_http_req *r, void *arg)
 {
     const ivy_http_router *rt = arg;
+    int rank, best_rank = -1;
     const struct route *best = NULL;
+    for (const struct route *x = exact_first(rt, r->h.path); x;
+         x = x->same_path ? &rt->v[x->same_path - 1] : NULL)
+        if ((rank = method_rank(x, r)) > best_rank) {
+            best = x;
+            best_rank = rank;
+        }
+    if (best) return best->fn(r, best->arg);
     uint8_t score[64], best_score[64];
     bool path_seen = false;
-    int rank, best_rank = -1;
     struct ivy_http_slice path = r->h.path, first = {path.p + 1, 0};
     if (path.len) {
         const char *slash = memchr(path.p + 1, '/', path.len - 1);

@@ -43,6 +43,8 @@ static const char *const routes[][2] = {
     {"POST /m", "m-post"},
     {"HEAD /m", "m-head"},
     {"/rest/{rest...}", "rest"},
+    {"BREW /pot/{id}", "brew"},
+    {"brew /pot/{id}", "brew-lower"},
 };
 enum { NROUTES = sizeof routes / sizeof *routes };
 
@@ -102,6 +104,9 @@ static void routed(int port)
     expect_route(port, "GET", "/users/42?x=1", "user id=42");
     expect_route(port, "GET", "/users/a%2Fb", "user id=a%2Fb"); /* still encoded */
     expect_route(port, "GET", "/users/me", "me");
+    /* An exact path whose routes' methods do not fit: the other routes still match it. */
+    expect_route(port, "POST", "/users/me", "user-post id=me");
+    expect_405(port, "PUT", "/users", "GET, HEAD");
     expect_route(port, "GET", "/users/42/", "users-tree"); /* {id} is one whole segment */
     expect_route(port, "GET", "/users/42/x/y", "users-tree");
     expect_route(port, "POST", "/users/42", "user-post id=42");
@@ -133,6 +138,10 @@ static void routed(int port)
     expect_405(port, "HEAD", "/only", "DELETE, PUT");
     expect_405(port, "DELETE", "/m", "GET, HEAD, POST"); /* HEAD once */
     expect_route(port, "HEAD", "/m", "m-head");
+    /* Methods the parser has no name for, case-sensitive as all methods are. */
+    expect_route(port, "BREW", "/pot/1", "brew id=1");
+    expect_route(port, "brew", "/pot/1", "brew-lower id=1");
+    expect_405(port, "Brew", "/pot/1", "BREW, brew");
 }
 
 static ivy_http_router *the_router;
@@ -171,6 +180,41 @@ static void an_empty_router_is_404_and_a_slash_catches_all(void **state)
                (struct ivy_http_options){.handler = ivy_http_router_handler, .arg = the_router});
     ivy_http_router_free(the_router);
     ivy_http_router_free(NULL);
+}
+
+/* Many exact routes (the table grows and its slots collide), each method of a path its own. */
+enum { MANY = 300 };
+static char many_names[MANY][16];
+
+static void many(int port)
+{
+    char path[32];
+    for (int i = 0; i < MANY; i++) {
+        snprintf(path, sizeof path, "/r%d", i);
+        expect_route(port, i % 3 ? "GET" : "POST", path, many_names[i]);
+    }
+    expect_route(port, "GET", "/r0", "param id=r0"); /* only POST /r0 is exact */
+    expect_route(port, "GET", "/r300", "param id=r300");
+    expect_route(port, "GET", "/r1/", "tree");
+}
+
+static void exact_paths_are_found_among_many(void **state)
+{
+    (void)state;
+    the_router = ivy_http_router_new();
+    assert_non_null(the_router);
+    /* A catch-all and a parameter first: exact routes win whatever the order. */
+    assert_int_equal(ivy_http_route(the_router, "/", named, "tree"), 0);
+    assert_int_equal(ivy_http_route(the_router, "GET /{id}", named, "param"), 0);
+    char pattern[32];
+    for (int i = 0; i < MANY; i++) {
+        snprintf(many_names[i], sizeof many_names[i], "r%d", i);
+        snprintf(pattern, sizeof pattern, "%s /r%d", i % 3 ? "GET" : "POST", i);
+        assert_int_equal(ivy_http_route(the_router, pattern, named, many_names[i]), 0);
+    }
+    serve_with(many,
+               (struct ivy_http_options){.handler = ivy_http_router_handler, .arg = the_router});
+    ivy_http_router_free(the_router);
 }
 
 /* ---- ivy_http_route's errors --------------------------------------------------------------- */
@@ -232,6 +276,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(routes_match_most_specific_first),
         cmocka_unit_test(an_empty_router_is_404_and_a_slash_catches_all),
+        cmocka_unit_test(exact_paths_are_found_among_many),
         cmocka_unit_test(route_refuses_malformed_and_duplicate_patterns),
         cmocka_unit_test(params_are_absent_without_a_route),
     };
