@@ -143,7 +143,7 @@ size_t ivy__http_write_head(char *out, size_t cap, int status, const char *conte
             p[i] = (char)('0' + v % 10);
         p = PUT_LIT(p + clen, "\r\n");
     }
-    p = put(p, conns[ci].s, conns[ci].len);
+    if (conns[ci].len) p = put(p, conns[ci].s, conns[ci].len); /* mostly none: no call */
     p = PUT_LIT(p, "\r\n");
     return (size_t)(p - out);
 }
