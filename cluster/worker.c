@@ -129,13 +129,10 @@ static void *signals(void *arg)
     int sfd = (int)(intptr_t)arg;
     struct signalfd_siginfo si;
     for (;;) {
-        struct ivy_hub *h;
-        ivy_thread *t;
-        struct io_uring_sqe *sqe;
-        struct ivy_op op;
-        if (ivy__op_begin(&h, &t, &sqe) < 0) return NULL;
-        io_uring_prep_read(sqe, sfd, &si, sizeof si, (uint64_t)-1);
-        if (ivy__op_wait(h, t, sqe, &op) != (int)sizeof si) continue;
+        struct ivy__call k;
+        if (ivy__op_begin(&k) < 0) return NULL;
+        io_uring_prep_read(k.sqe, sfd, &si, sizeof si, (uint64_t)-1);
+        if (ivy__op_end(&k) != (int)sizeof si) continue;
         if (si.ssi_signo == SIGQUIT) {
             fflush(NULL);
             _exit(0);

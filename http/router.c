@@ -24,12 +24,12 @@ struct seg {
 };
 
 struct route {
-    char *pattern;                /* owns what the segments point into */
-    struct ivy_http_slice method; /* p NULL: any */
+    char *pattern;                  /* owns what the segments point into */
+    struct ivy_http_slice method;   /* p NULL: any */
     enum ivy_http_method method_id; /* method's, IVY_HTTP_OTHER for one the parser has no id for */
     struct seg *seg;
     unsigned nseg;
-    bool params; /* some segment is a named {wildcard} */
+    bool params;                 /* some segment is a named {wildcard} */
     struct ivy_http_slice exact; /* p NULL, or the one path an exact route matches */
     unsigned same_path;          /* 1 + index of the next exact route with that path, or 0 */
     ivy_http_handler fn;
@@ -39,7 +39,7 @@ struct route {
 struct ivy_http_router {
     struct route *v;
     unsigned n, cap;
-    unsigned *exact;   /* by hash of path: 1 + index of the first exact route, 0 empty */
+    unsigned *exact;     /* by hash of path: 1 + index of the first exact route, 0 empty */
     unsigned exact_mask; /* the table's size - 1 (a power of two), 0 with no table */
 };
 

@@ -152,8 +152,8 @@ size_t ivy_http_write_head(char *out, size_t cap, int status, const char *conten
                            size_t content_length, bool keep_alive, int version_minor, time_t now)
 {
     return ivy__http_write_head(out, cap, status, content_type,
-                                content_type ? strlen(content_type) : 0, content_length,
-                                keep_alive, version_minor, now);
+                                content_type ? strlen(content_type) : 0, content_length, keep_alive,
+                                version_minor, now);
 }
 
 size_t ivy_http_write_error(char *out, size_t cap, int status, bool keep_alive, time_t now)

@@ -21,18 +21,15 @@ static int g_sleep(int64_t ns)
 
 static ssize_t g_rw(int fd, const struct iovec *iov, int iovcnt, bool write)
 {
-    struct ivy_hub *h;
-    ivy_thread *t;
-    struct io_uring_sqe *sqe;
-    struct ivy_op op;
-    int rc = ivy__op_begin(&h, &t, &sqe);
+    struct ivy__call k;
+    int rc = ivy__op_begin(&k);
     if (rc < 0) return rc;
     /* Offset -1: at the file position, advancing it, as read(2) and write(2) do. */
     if (write)
-        io_uring_prep_writev(sqe, fd, iov, (unsigned)iovcnt, (uint64_t)-1);
+        io_uring_prep_writev(k.sqe, fd, iov, (unsigned)iovcnt, (uint64_t)-1);
     else
-        io_uring_prep_readv(sqe, fd, iov, (unsigned)iovcnt, (uint64_t)-1);
-    return ivy__op_wait(h, t, sqe, &op);
+        io_uring_prep_readv(k.sqe, fd, iov, (unsigned)iovcnt, (uint64_t)-1);
+    return ivy__op_end(&k);
 }
 
 /* A socket timeout (SO_SNDTIMEO/SO_RCVTIMEO) running out: the thread's own timer. */
@@ -46,43 +43,37 @@ static void accept_timer_fired(struct ivy_timer *tm)
     ivy__interrupt((ivy_thread *)((char *)tm - offsetof(ivy_thread, timer)), -EAGAIN);
 }
 
-/* ivy__op_wait, the request cancelled (answering what fire gives) after timeout_ns >= 0. */
-static int op_wait_timed(struct ivy_hub *h, ivy_thread *t, struct io_uring_sqe *sqe,
-                         int64_t timeout_ns, void (*fire)(struct ivy_timer *))
+/* ivy__op_end, the request cancelled (answering what fire gives) after timeout_ns >= 0. */
+static int op_end_timed(struct ivy__call *k, int64_t timeout_ns, void (*fire)(struct ivy_timer *))
 {
-    struct ivy_op op;
     bool timed = timeout_ns >= 0;
     if (timed) {
-        t->timer.fire = fire;
-        t->timer.deadline = ivy_now_ns() + (uint64_t)timeout_ns;
-        if (ivy__timer_add(&h->timers, &t->timer) < 0) timed = false;
+        k->t->timer.fire = fire;
+        k->t->timer.deadline = ivy_now_ns() + (uint64_t)timeout_ns;
+        if (ivy__timer_add(&k->h->timers, &k->t->timer) < 0) timed = false;
     }
-    int rc = ivy__op_wait(h, t, sqe, &op);
-    if (timed) ivy__timer_cancel(&h->timers, &t->timer);
+    int rc = ivy__op_end(k);
+    if (timed) ivy__timer_cancel(&k->h->timers, &k->t->timer);
     return rc;
 }
 
 static int g_connect(int fd, const struct sockaddr *sa, socklen_t len, int64_t timeout_ns)
 {
-    struct ivy_hub *h;
-    ivy_thread *t;
-    struct io_uring_sqe *sqe;
-    int rc = ivy__op_begin(&h, &t, &sqe);
+    struct ivy__call k;
+    int rc = ivy__op_begin(&k);
     if (rc < 0) return rc;
     ivy__recv_forget(fd); /* state left by a socket of that number closed behind ivy's back */
-    io_uring_prep_connect(sqe, fd, sa, len);
-    return op_wait_timed(h, t, sqe, timeout_ns, connect_timer_fired);
+    io_uring_prep_connect(k.sqe, fd, sa, len);
+    return op_end_timed(&k, timeout_ns, connect_timer_fired);
 }
 
 static int g_accept(int fd, struct sockaddr *sa, socklen_t *len, int flags, int64_t timeout_ns)
 {
-    struct ivy_hub *h;
-    ivy_thread *t;
-    struct io_uring_sqe *sqe;
-    int rc = ivy__op_begin(&h, &t, &sqe);
+    struct ivy__call k;
+    int rc = ivy__op_begin(&k);
     if (rc < 0) return rc;
-    io_uring_prep_accept(sqe, fd, sa, len, flags);
-    rc = op_wait_timed(h, t, sqe, timeout_ns, accept_timer_fired);
+    io_uring_prep_accept(k.sqe, fd, sa, len, flags);
+    rc = op_end_timed(&k, timeout_ns, accept_timer_fired);
     if (rc >= 0) ivy__recv_forget(rc);
     return rc;
 }

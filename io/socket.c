@@ -20,13 +20,13 @@
 
 #include "ivy/offload.h"
 
-int ivy__op_begin(struct ivy_hub **h, ivy_thread **t, struct io_uring_sqe **sqe)
+int ivy__op_begin(struct ivy__call *k)
 {
-    *t = ivy__self();
-    int rc = ivy__blocking_check(*t);
+    k->t = ivy__self();
+    int rc = ivy__blocking_check(k->t);
     if (rc < 0) return rc;
-    *h = ivy__hub_tls;
-    *sqe = ivy__sqe(*h);
+    k->h = ivy__hub_tls;
+    k->sqe = ivy__sqe(k->h);
     return 0;
 }
 
@@ -101,17 +101,14 @@ int ivy_local_port(int fd)
 
 static int connect_addr(const struct sockaddr *sa, socklen_t len)
 {
-    struct ivy_hub *h;
-    ivy_thread *t;
-    struct io_uring_sqe *sqe;
+    struct ivy__call k;
     int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) return -errno;
     ivy__recv_forget(fd); /* state left by a socket of that number closed with close(2) */
-    int rc = ivy__op_begin(&h, &t, &sqe);
+    int rc = ivy__op_begin(&k);
     if (rc == 0) {
-        struct ivy_op op;
-        io_uring_prep_connect(sqe, fd, sa, len);
-        rc = ivy__op_wait(h, t, sqe, &op);
+        io_uring_prep_connect(k.sqe, fd, sa, len);
+        rc = ivy__op_end(&k);
     }
     if (rc < 0) {
         close(fd);
@@ -155,14 +152,11 @@ int ivy_connect(const char *host, int port, double timeout)
 
 ssize_t ivy_send(int fd, const void *buf, size_t len)
 {
-    struct ivy_hub *h;
-    ivy_thread *t;
-    struct io_uring_sqe *sqe;
-    struct ivy_op op;
-    int rc = ivy__op_begin(&h, &t, &sqe);
+    struct ivy__call k;
+    int rc = ivy__op_begin(&k);
     if (rc < 0) return rc;
-    io_uring_prep_send(sqe, fd, buf, len, MSG_NOSIGNAL);
-    return ivy__op_wait(h, t, sqe, &op);
+    io_uring_prep_send(k.sqe, fd, buf, len, MSG_NOSIGNAL);
+    return ivy__op_end(&k);
 }
 
 ssize_t ivy_sendall(int fd, const void *buf, size_t len)
@@ -188,15 +182,12 @@ ssize_t ivy_writev(int fd, const struct iovec *iov, int iovcnt)
     struct iovec *cur = v;
     int left = iovcnt;
     while (left > 0) {
-        struct ivy_hub *h;
-        ivy_thread *t;
-        struct io_uring_sqe *sqe;
-        struct ivy_op op;
+        struct ivy__call k;
         struct msghdr msg = {.msg_iov = cur, .msg_iovlen = (size_t)left};
-        rc = ivy__op_begin(&h, &t, &sqe);
+        rc = ivy__op_begin(&k);
         if (rc < 0) break;
-        io_uring_prep_sendmsg(sqe, fd, &msg, MSG_NOSIGNAL);
-        rc = ivy__op_wait(h, t, sqe, &op);
+        io_uring_prep_sendmsg(k.sqe, fd, &msg, MSG_NOSIGNAL);
+        rc = ivy__op_end(&k);
         if (rc < 0) break;
         total += (size_t)rc;
         /* Partial write: skip what went out and send the rest. */
@@ -218,46 +209,37 @@ ssize_t ivy_writev(int fd, const struct iovec *iov, int iovcnt)
 
 int ivy_shutdown(int fd, int how)
 {
-    struct ivy_hub *h;
-    ivy_thread *t;
-    struct io_uring_sqe *sqe;
-    struct ivy_op op;
-    int rc = ivy__op_begin(&h, &t, &sqe);
+    struct ivy__call k;
+    int rc = ivy__op_begin(&k);
     if (rc < 0) return shutdown(fd, how) < 0 ? -errno : 0; /* cleanup works when killed too */
-    io_uring_prep_shutdown(sqe, fd, how);
-    return ivy__op_wait(h, t, sqe, &op);
+    io_uring_prep_shutdown(k.sqe, fd, how);
+    return ivy__op_end(&k);
 }
 
 int ivy_close(int fd)
 {
     ivy__accept_forget(fd);
     ivy__recv_forget(fd);
-    struct ivy_hub *h;
-    ivy_thread *t;
-    struct io_uring_sqe *sqe;
-    struct ivy_op op;
-    int rc = ivy__op_begin(&h, &t, &sqe);
+    struct ivy__call k;
+    int rc = ivy__op_begin(&k);
     if (rc < 0) return close(fd) < 0 ? -errno : 0; /* not in a green thread, or killed */
-    io_uring_prep_close(sqe, fd);
-    return ivy__op_wait(h, t, sqe, &op);
+    io_uring_prep_close(k.sqe, fd);
+    return ivy__op_end(&k);
 }
 
 /* One positional read or write; Linux caps a single transfer at 0x7ffff000 bytes. */
 static ssize_t file_rw(int fd, void *buf, size_t len, off_t offset, bool write)
 {
-    struct ivy_hub *h;
-    ivy_thread *t;
-    struct io_uring_sqe *sqe;
-    struct ivy_op op;
+    struct ivy__call k;
     if (offset < 0) return -EINVAL;
-    int rc = ivy__op_begin(&h, &t, &sqe);
+    int rc = ivy__op_begin(&k);
     if (rc < 0) return rc;
     unsigned n = (unsigned)(len > 0x7ffff000 ? 0x7ffff000 : len);
     if (write)
-        io_uring_prep_write(sqe, fd, buf, n, (uint64_t)offset);
+        io_uring_prep_write(k.sqe, fd, buf, n, (uint64_t)offset);
     else
-        io_uring_prep_read(sqe, fd, buf, n, (uint64_t)offset);
-    return ivy__op_wait(h, t, sqe, &op);
+        io_uring_prep_read(k.sqe, fd, buf, n, (uint64_t)offset);
+    return ivy__op_end(&k);
 }
 
 ssize_t ivy_pread(int fd, void *buf, size_t len, off_t offset)
@@ -273,14 +255,11 @@ ssize_t ivy_pwrite(int fd, const void *buf, size_t len, off_t offset)
 /* One splice through the ring; off -1: the descriptor's own position (a pipe's). */
 static ssize_t splice_op(int in, int64_t in_off, int out, size_t len)
 {
-    struct ivy_hub *h;
-    ivy_thread *t;
-    struct io_uring_sqe *sqe;
-    struct ivy_op op;
-    int rc = ivy__op_begin(&h, &t, &sqe);
+    struct ivy__call k;
+    int rc = ivy__op_begin(&k);
     if (rc < 0) return rc;
-    io_uring_prep_splice(sqe, in, in_off, out, -1, (unsigned)len, SPLICE_F_MOVE);
-    return ivy__op_wait(h, t, sqe, &op);
+    io_uring_prep_splice(k.sqe, in, in_off, out, -1, (unsigned)len, SPLICE_F_MOVE);
+    return ivy__op_end(&k);
 }
 
 ssize_t ivy_sendfile(int sock_fd, int file_fd, off_t offset, size_t len)

@@ -6,10 +6,31 @@
 #include "ivy/socket.h"
 
 /*
- * The first half of every request: checks that the caller may block, then takes an SQE.
- * Nothing is taken when it fails, so the caller just returns the error.
+ * One request that the calling green thread makes and waits for:
+ *
+ *     struct ivy__call k;
+ *     int rc = ivy__op_begin(&k);
+ *     if (rc < 0) return rc;
+ *     io_uring_prep_send(k.sqe, fd, buf, len, MSG_NOSIGNAL);
+ *     return ivy__op_end(&k);
+ *
+ * ivy__op_begin checks that the caller may block, then takes an SQE; nothing is taken when it
+ * fails, so the caller just returns the error. ivy__op_end submits the SQE, parks until its
+ * completion and returns the completion's result (io/ring.c's ivy__op_wait).
  */
-int ivy__op_begin(struct ivy_hub **h, ivy_thread **t, struct io_uring_sqe **sqe);
+struct ivy__call {
+    struct ivy_hub *h;
+    ivy_thread *t;
+    struct io_uring_sqe *sqe;
+    struct ivy_op op;
+};
+
+int ivy__op_begin(struct ivy__call *k);
+
+static inline int ivy__op_end(struct ivy__call *k)
+{
+    return ivy__op_wait(k->h, k->t, k->sqe, &k->op);
+}
 
 /*
  * From now on, ivy_accept on listen_fd takes connections from the kernel's queue one at a time,

@@ -85,12 +85,9 @@ ssize_t ivy__ktls_send_record(int fd, int type, const void *buf, size_t len)
     cm->cmsg_type = TLS_SET_RECORD_TYPE;
     cm->cmsg_len = CMSG_LEN(sizeof(unsigned char));
     *CMSG_DATA(cm) = (unsigned char)type;
-    struct ivy_hub *h;
-    ivy_thread *t;
-    struct io_uring_sqe *sqe;
-    struct ivy_op op;
-    int rc = ivy__op_begin(&h, &t, &sqe);
+    struct ivy__call k;
+    int rc = ivy__op_begin(&k);
     if (rc < 0) return rc;
-    io_uring_prep_sendmsg(sqe, fd, &msg, MSG_NOSIGNAL);
-    return ivy__op_wait(h, t, sqe, &op);
+    io_uring_prep_sendmsg(k.sqe, fd, &msg, MSG_NOSIGNAL);
+    return ivy__op_end(&k);
 }
