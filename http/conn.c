@@ -174,22 +174,21 @@ ssize_t ivy__http_send(struct http_conn *c, const char *buf, size_t len, double 
     if (c->tls) return tls_send(c, buf, len, timeout);
     if (timeout <= 0) return ivy_sendall(c->fd, buf, len);
     size_t sent = 0;
-    ssize_t n;
-    if (!c->send_waits) {
-        /* The hot path: the last send found room, so this one almost surely does too. */
-        if ((n = ivy_send(c->fd, buf, len)) < 0 || (size_t)n == len) return n;
-        sent = (size_t)n;
-        c->send_waits = true;
-    }
     do {
         /* ivy_send returns once the kernel takes some bytes: each scope times one wait for
-         * progress, so the clock restarts with every partial send. */
+         * progress, so the clock restarts with every partial send. A send right after one that
+         * was taken whole is timed too: that one may have filled the buffer to the last byte,
+         * leaving this one no room at all. */
         struct ivy_timeout to;
-        if ((n = ivy_timeout_begin(&to, timeout)) < 0) return n;
+        ssize_t n = ivy_timeout_begin(&to, timeout);
+        if (n < 0) return n;
         n = ivy_send(c->fd, buf + sent, len - sent);
         ivy_timeout_end(&to);
         if (n < 0) return n;
-        if (!sent && (size_t)n == len) c->send_waits = false; /* taken whole: room again */
+        if ((size_t)n < len - sent)
+            c->send_waits = true; /* the buffer is full: batches go synchronously for now */
+        else if (!sent)
+            c->send_waits = false; /* taken whole: room again */
         sent += (size_t)n;
     } while (sent < len);
     return (ssize_t)len;

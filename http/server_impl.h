@@ -90,7 +90,7 @@ struct http_conn {
     unsigned nreq; /* answered since the last count */
     uint64_t bytes_in, bytes_out;
     uint64_t head_since; /* ivy_now_ns() of the first wait for the head's rest; 0: none */
-    bool send_waits;     /* the last send waited for room: scope sends from the first byte */
+    bool send_waits;     /* the last send filled the socket's buffer: batches go synchronously */
     time_t now;          /* the batch's second, for Date */
     struct ivy_http_chunked ch;
     struct ivy_timer idle_timer; /* while parked: the rest of the keep-alive timeout */
@@ -138,9 +138,9 @@ void ivy__http_conn_release(struct http_conn *c);
 /*
  * Sends buf[0, len) whole: len, or a negative error; -ETIMEDOUT once timeout seconds (0: no
  * limit) pass with no byte taken by the kernel, the clock restarting with each partial send.
- * Hot, a send arms no timer: the first ivy_send goes without one, and only what it leaves waits
- * under a scope. After a send that had to wait (send_waits), sends are scoped from their first
- * byte until one is taken whole at once.
+ * Every wait is timed, the first too (the keep-alive path, ivy__http_flush_async, arms no timer
+ * of its own: its send is timed when the buffer is next needed). A short send sets send_waits,
+ * which keeps batches synchronous until a send is taken whole again.
  */
 ssize_t ivy__http_send(struct http_conn *c, const char *buf, size_t len, double timeout);
 

@@ -392,6 +392,54 @@ static void sendfile_stalled(int port)
 HTTP_TEST(sendfile_to_a_client_that_never_reads_is_abandoned, sendfile_stalled,
           .handler = sendfile_recorded, .send_timeout = 0.3)
 
+/* A chunked body in small writes to a client that never reads: each send is taken whole while
+ * the socket's buffer has room, even overfilling it, so the one that finds no room at all comes
+ * after no partial send; the send timeout must bound it all the same. */
+static uint64_t stream_sent;
+
+static int stream_forever(ivy_http_req *r, void *arg)
+{
+    (void)arg;
+    if (!is(r, "/forever")) return ivy_http_respond(r, 200, NULL, "after", 5);
+    static char piece[1000];
+    memset(piece, 'x', sizeof piece);
+    int rc = ivy_http_start(r, 200, "text/plain", -1);
+    ssize_t n = 0;
+    for (stream_sent = 0; rc == 0 && (n = ivy_http_write(r, piece, sizeof piece)) >= 0;)
+        stream_sent += (uint64_t)n;
+    file_rc = rc < 0 ? rc : (int)n;
+    ivy_event_set(file_done);
+    return file_rc;
+}
+
+static void stream_stalled(int port)
+{
+    file_done = ivy_event_new();
+    struct client *c = client_new(port);
+    int small = 4096;
+    assert_int_equal(setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
+    PUT(c, "GET /forever HTTP/1.1\r\nHost: a\r\n\r\n");
+    uint64_t t0 = ivy_now_ns();
+    while (!ivy_event_is_set(file_done) && ivy_now_ns() - t0 < 5000000000ull)
+        exchange(port, "GET /bad HTTP/1.1\r\nHost: a\r\n\r\n",
+                 "HTTP/1.1 200 OK\r\nServer: ivy\r\nDate: <date>\r\nContent-Length: 5\r\n\r\n"
+                 "after");
+    double took = (double)(ivy_now_ns() - t0) / 1e9;
+    print_message("  write failed after %.2f s, %llu bytes written\n", took,
+                  (unsigned long long)stream_sent);
+    assert_true(ivy_event_is_set(file_done));
+    assert_int_equal(file_rc, -ETIMEDOUT);
+    assert_true(took >= 0.3 && took < 2.0);
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    client_free(c);
+    ivy_event_free(file_done);
+    file_done = NULL;
+}
+
+HTTP_TEST(a_chunked_body_to_a_client_that_never_reads_times_out, stream_stalled,
+          .handler = stream_forever, .send_timeout = 0.3)
+
 /* ---- what the server does once the handler returns ---------------------------------------- */
 
 static int failing(ivy_http_req *r, void *arg)
@@ -561,6 +609,7 @@ int main(void)
         cmocka_unit_test(head_204_and_304_have_no_body),
         cmocka_unit_test(sendfile_sends_file_regions_exactly),
         cmocka_unit_test(sendfile_to_a_client_that_never_reads_is_abandoned),
+        cmocka_unit_test(a_chunked_body_to_a_client_that_never_reads_times_out),
         cmocka_unit_test(handler_errors_are_answered_or_close_the_connection),
         cmocka_unit_test(the_headers_option_is_on_every_response),
         cmocka_unit_test(curl_streams_a_chunked_download_and_heads_it),
