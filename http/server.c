@@ -143,6 +143,16 @@ static int process(struct http_conn *c)
 
 enum { SERVED, PARK };
 
+/* TLS: our close_notify, under the send timeout like every other byte we send (a client that
+ * stopped reading may have left no room for it). */
+static void tls_close_notify(struct http_conn *c)
+{
+    struct ivy_timeout to;
+    bool scoped = c->srv->send > 0 && ivy_timeout_begin(&to, c->srv->send) == 0;
+    ivy_tls_shutdown(c->tls);
+    if (scoped) ivy_timeout_end(&to);
+}
+
 /* Serves c until it closes (SERVED) or has been quiet for the hot wait (PARK). */
 static int serve(struct http_conn *c)
 {
@@ -176,7 +186,7 @@ static int serve(struct http_conn *c)
         if (rc == 0 && ivy__http_flush_async(c) < 0) return SERVED; /* and read on */
         if (rc > 0) {
             if (ivy__http_flush(c) < 0) return SERVED;
-            if (c->tls) ivy_tls_shutdown(c->tls); /* close_notify, then the TCP half-close */
+            if (c->tls) tls_close_notify(c); /* then the TCP half-close */
             ivy__http_linger(c->fd);
             return SERVED;
         }

@@ -19,12 +19,13 @@
 
 /* For sh/shell with (CA file, port): three pipelined GETs in one write through Python's ssl
  * module, the last with Connection: close; prints how many answers came, the TLS version and the
- * ALPN protocol ("3 TLSv1.3 http/1.1"). */
+ * ALPN protocol ("3 TLSv1.3 http/1.1"). The answers must end with the server's close_notify: an
+ * end of stream without it fails (SSLEOFError). */
 #define PYTHON_TLS_PIPELINE                                                                        \
     "python3 -c 'import socket,ssl,sys\n"                                                          \
     "x=ssl.create_default_context(cafile=sys.argv[1])\n"                                           \
     "s=x.wrap_socket(socket.create_connection((\"127.0.0.1\",int(sys.argv[2]))),"                  \
-    "server_hostname=\"localhost\")\n"                                                             \
+    "server_hostname=\"localhost\",suppress_ragged_eofs=False)\n"                                  \
     "r=b\"GET / HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n\"\n"                                             \
     "s.sendall(r*2+r.replace(b\"\\r\\n\\r\\n\",b\"\\r\\nConnection: close\\r\\n\\r\\n\"))\n"       \
     "d=b\"\"\n"                                                                                    \
