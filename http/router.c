@@ -101,13 +101,15 @@ static int exact_index(ivy_http_router *rt)
     rt->exact_mask = size - 1;
     for (unsigned i = 0; i < rt->n; i++)
         rt->v[i].same_path = 0;
-    for (unsigned i = rt->n; i-- > 0;) { /* backwards: each path's chain in the order added */
+    /* One slot per path; a path's other routes hang behind it (in no particular order: on one
+     * path no two routes rank alike for any method, see method_rank). */
+    for (unsigned i = 0; i < rt->n; i++) {
         struct route *x = &rt->v[i];
         if (!x->exact.p) continue;
         struct route *first = (struct route *)exact_first(rt, x->exact);
         if (first) {
             x->same_path = first->same_path;
-            first->same_path = i + 1; /* behind the head, which keeps its slot */
+            first->same_path = i + 1;
             continue;
         }
         size_t h = path_hash(x->exact.p, x->exact.len);
