@@ -190,11 +190,14 @@ int ivy_http_flush(ivy_http_req *r);
 
 /*
  * Go 1.22 ServeMux patterns: "[METHOD ]/path", whose segments are literal, "{name}" (one
- * segment) or, last, "{name...}" (the rest of the path, possibly empty); "/x/" matches as
- * "/x/{rest...}" does, naming nothing. A name is letters, digits and '_', once per pattern.
+ * segment) or, last, "{name...}" (the rest of the path, possibly empty) or "{$}" (the path
+ * ends there: "/{$}" is "/" alone, "/x/{$}" is "/x/" alone); "/x/" matches as "/x/{rest...}"
+ * does, naming nothing. A name is letters, digits and '_', once per pattern.
  * The most specific pattern wins (a literal segment over {name} over {name...}, a method over
  * none); GET also matches HEAD (a HEAD route wins over it). No match: 404; the path matches,
- * the method not: 405 with Allow, the methods sorted.
+ * the method not: 405 with Allow, the methods sorted. Cost: a path that an exact pattern
+ * (literal segments only, or ending in "{$}") names is found by hashing, however many routes
+ * there are; other paths are matched against every pattern, so keep those few.
  */
 typedef struct ivy_http_router ivy_http_router;
 ivy_http_router *ivy_http_router_new(void); /* NULL + errno */
