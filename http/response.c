@@ -13,6 +13,7 @@
 #include <strings.h>
 
 #define TE_CHUNKED "Transfer-Encoding: chunked\r\n"
+#define TEXT_PLAIN "text/plain"
 
 /* Keep-alive after this response? Decided when its head is written. */
 static bool keep_alive(ivy_http_req *r)
@@ -95,7 +96,8 @@ int ivy__http_error_close(struct http_conn *c, int status)
     char body[80];
     int n = snprintf(body, sizeof body, "%d %s\n", status, ivy_http_reason(status));
     c->nreq++;
-    int rc = put_head(c, NULL, status, "text/plain", 10, (size_t)n, false, false, 1);
+    int rc =
+        put_head(c, NULL, status, TEXT_PLAIN, sizeof TEXT_PLAIN - 1, (size_t)n, false, false, 1);
     return rc < 0 ? rc : ivy__http_out_put(c, body, (size_t)n);
 }
 

@@ -13,7 +13,6 @@
 
 #include <stdbool.h>
 #include <stdint.h>
-#include <time.h>
 
 struct ivy__conn {
     ivy_thread *thread; /* NULL while the connection waits with no thread of its own */
@@ -31,14 +30,6 @@ struct ivy__conns {
     uint64_t open, total, requests, bytes_in, bytes_out;
 };
 extern __thread struct ivy__conns ivy__conns;
-
-/* The coarse clock (a few ns, no system call): idle stamps only need milliseconds. */
-static inline uint64_t ivy__coarse_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 /* Registers c, run by the calling thread. fd: see struct ivy__conn; -1 to mark idleness by hand. */
 void ivy__conn_open(struct ivy__conn *c, int fd);

@@ -44,13 +44,6 @@ uint64_t ivy_now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static uint64_t coarse_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static void mark_wait(struct ivy_hub *h, uint64_t now);
 
 int ivy_hub_init(const struct ivy_hub_options *opts)
@@ -113,7 +106,7 @@ void ivy_hub_set_stall_threshold(double seconds)
     struct ivy_hub *h = ivy__hub();
     if (!h) return;
     h->stall_ns = ivy__seconds_ns(seconds);
-    h->slice_start = coarse_ns(); /* unkept while the detector was off */
+    h->slice_start = ivy__coarse_ns(); /* unkept while the detector was off */
     mark_wait(h, h->slice_start);
 }
 
@@ -177,7 +170,7 @@ static void mark_wait(struct ivy_hub *h, uint64_t now)
 static inline void end_slice(struct ivy_hub *h, ivy_thread *t)
 {
     if (!h->stall_ns) return;
-    uint64_t now = coarse_ns();
+    uint64_t now = ivy__coarse_ns();
     if (IVY_UNLIKELY(now - h->slice_start > h->stall_ns))
         report_stall(h, t, now);
     else if (IVY_UNLIKELY(now - h->wait_mark_at > h->stall_ns / 2))
@@ -192,7 +185,7 @@ static inline void end_slice(struct ivy_hub *h, ivy_thread *t)
 static inline bool timers_maybe_due(struct ivy_hub *h)
 {
     if (!h->timers.n) return false;
-    uint64_t coarse = h->stall_ns ? h->slice_start : coarse_ns();
+    uint64_t coarse = h->stall_ns ? h->slice_start : ivy__coarse_ns();
     return ivy__timer_next(&h->timers) <= coarse + h->coarse_slack;
 }
 
@@ -352,7 +345,7 @@ static void run_pass(struct ivy_hub *h)
 static inline void restart_slice(struct ivy_hub *h)
 {
     if (h->stall_ns) {
-        h->slice_start = coarse_ns();
+        h->slice_start = ivy__coarse_ns();
         if (h->slice_start - h->wait_mark_at > h->stall_ns / 2) mark_wait(h, h->slice_start);
     }
 }

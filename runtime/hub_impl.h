@@ -163,18 +163,23 @@ static inline struct ivy_hub *ivy__hub(void)
     return IVY_LIKELY(h) ? h : ivy__hub_slow();
 }
 
+/* The coarse clock (a few ns, no system call), in ns: for what needs milliseconds. */
+static inline uint64_t ivy__coarse_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 /*
- * The coarse clock, for stamps that need milliseconds: in a green thread, what the stall
- * detector read when the thread was resumed (no clock read at all); read afresh when the detector
- * is off or there is no hub.
+ * The coarse clock without reading it, in a green thread: what the stall detector read when the
+ * thread was resumed, so it lags by the running slice at most (under the stall threshold). Read
+ * afresh when the detector is off or outside a thread.
  */
 static inline uint64_t ivy__slice_clock(void)
 {
     struct ivy_hub *h = ivy__hub_tls;
-    if (h && h->stall_ns && h->current) return h->slice_start;
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    return h && h->stall_ns && h->current ? h->slice_start : ivy__coarse_ns();
 }
 
 static inline ivy_thread *ivy__self(void)
