@@ -340,7 +340,7 @@ char *ivy__http_out_room_slow(struct http_conn *c, size_t n)
 
 int ivy__http_out_put(struct http_conn *c, const void *buf, size_t len)
 {
-    if (c->out && !c->sent_len && c->out_cap - c->out_len >= len) {
+    if (ivy__http_out_fits(c, len)) {
         memcpy(c->out + c->out_len, buf, len);
         c->out_len += len;
         return 0;

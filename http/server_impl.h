@@ -168,12 +168,17 @@ int ivy__http_settle(struct http_conn *c);
  * now. */
 bool ivy__http_send_abandon(struct http_conn *c);
 
+/* Whether out is ours to write (no send in flight) and has room for n more bytes now. */
+static inline bool ivy__http_out_fits(const struct http_conn *c, size_t n)
+{
+    return c->out && !c->sent_len && c->out_cap - c->out_len >= n;
+}
+
 /* Room for n more bytes in out (flushing first when needed), or NULL on a send error. */
 char *ivy__http_out_room_slow(struct http_conn *c, size_t n);
 static inline char *ivy__http_out_room(struct http_conn *c, size_t n)
 {
-    if (__builtin_expect(c->out && !c->sent_len && c->out_cap - c->out_len >= n, 1))
-        return c->out + c->out_len;
+    if (__builtin_expect(ivy__http_out_fits(c, n), 1)) return c->out + c->out_len;
     return ivy__http_out_room_slow(c, n);
 }
 
